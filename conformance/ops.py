@@ -1,0 +1,131 @@
+"""The catalog: every operation the suite judges, and the options each one takes.
+
+Declarative data only: no framework code and no numerics. Adapters bind framework
+APIs to these operations; the reference computes them exactly; the harness draws
+inputs for them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Op(str, enum.Enum):
+    """A mathematical operation, independent of any framework's spelling of it."""
+
+    SOFTMAX = "softmax"
+    """p_i = exp(x_i) / sum_j exp(x_j) along `axis`."""
+    LOG_SOFTMAX = "log_softmax"
+    """log p_i = x_i - logsumexp(x) along `axis`."""
+    LOGSUMEXP = "logsumexp"
+    """log sum_j exp(x_j) along `axis` (the axis is reduced)."""
+    SOFTMAX_CROSS_ENTROPY = "softmax_cross_entropy"
+    """-sum_j t_j log softmax(x)_j with dense (one-hot or soft) labels t."""
+    SPARSE_SOFTMAX_CROSS_ENTROPY = "sparse_softmax_cross_entropy"
+    """-log softmax(x)_y with integer class labels y."""
+    PROBABILITY_CROSS_ENTROPY = "probability_cross_entropy"
+    """-sum_j t_j log p_j from probabilities p (the `from_logits=False` mathematics)."""
+    SPARSE_PROBABILITY_CROSS_ENTROPY = "sparse_probability_cross_entropy"
+    """-log p_y from probabilities p and integer labels y (`from_logits=False`)."""
+    SIGMOID_CROSS_ENTROPY = "sigmoid_cross_entropy"
+    """Element-wise -(z log sigmoid(x) + (1 - z) log sigmoid(-x)) from logits x."""
+    BINARY_CROSS_ENTROPY = "binary_cross_entropy"
+    """Element-wise -(z log p + (1 - z) log(1 - p)) from probabilities p."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Reduction(str, enum.Enum):
+    """How per-example losses become the returned value."""
+
+    NONE = "none"
+    """The per-example losses, unreduced."""
+    SUM = "sum"
+    """Sum of the per-example losses."""
+    MEAN = "mean"
+    """Sum divided by the number of per-example losses (ignored ones included)."""
+    WEIGHTED_MEAN = "weighted_mean"
+    """torch's 'mean': sum(w_y * l) / sum(w_y) over the examples that are not ignored."""
+    SUM_OVER_BATCH_SIZE = "sum_over_batch_size"
+    """Keras' default: sum of the per-example losses divided by their count."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Option(str, enum.Enum):
+    """Options an operation may accept (what an implementation supports is its own)."""
+
+    AXIS = "axis"
+    """The class axis: an int, negative or not; softmax-like ops also take a tuple of ints.
+    For the element-wise binary losses, None (element-wise) or the axis averaged over
+    (Keras' per-sample mean over the last axis)."""
+    WHERE = "where"
+    """A boolean mask over the logits: False entries take no part (as jax's `where=`)."""
+    LABEL_SMOOTHING = "label_smoothing"
+    """eps: labels become (1 - eps) * t + eps / K (torch, Keras and optax agree)."""
+    CLASS_WEIGHTS = "class_weights"
+    """A weight per class (torch's `weight=`), scaling each example's loss by w_y."""
+    IGNORE_INDEX = "ignore_index"
+    """Integer labels equal to it contribute no loss and no weight."""
+    REDUCTION = "reduction"
+    """One of `Reduction`."""
+    SCALE = "scale"
+    """logsumexp's non-negative factors b: log sum_j b_j exp(x_j) (jax's `b=`)."""
+
+
+class LabelKind(str, enum.Enum):
+    """What the second argument of a loss is."""
+
+    NONE = "none"
+    DENSE = "dense"
+    """Same shape as the logits: one-hot or soft labels, any float dtype."""
+    INTEGER = "integer"
+    """The logits' shape without the class axis: integer class indices."""
+    BINARY = "binary"
+    """Same shape as the logits, values in [0, 1] (element-wise losses)."""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What the catalog knows about one operation."""
+
+    op: Op
+    labels: LabelKind
+    options: frozenset[Option]
+    reduces_axis: bool
+    """True when the class axis disappears from the result."""
+    input_is_probability: bool = False
+    tuple_axis: bool = False
+
+
+_SOFTMAX_LIKE = frozenset({Option.AXIS, Option.WHERE})
+_BINARY = frozenset({Option.AXIS, Option.REDUCTION, Option.LABEL_SMOOTHING})
+_LOSS = frozenset({Option.AXIS, Option.REDUCTION, Option.LABEL_SMOOTHING, Option.CLASS_WEIGHTS})
+
+CATALOG: dict[Op, OpSpec] = {
+    spec.op: spec
+    for spec in (
+        OpSpec(Op.SOFTMAX, LabelKind.NONE, _SOFTMAX_LIKE, False, tuple_axis=True),
+        OpSpec(Op.LOG_SOFTMAX, LabelKind.NONE, _SOFTMAX_LIKE, False, tuple_axis=True),
+        OpSpec(Op.LOGSUMEXP, LabelKind.NONE, _SOFTMAX_LIKE | {Option.SCALE}, True,
+               tuple_axis=True),
+        OpSpec(Op.SOFTMAX_CROSS_ENTROPY, LabelKind.DENSE, _LOSS | {Option.WHERE}, True),
+        OpSpec(Op.SPARSE_SOFTMAX_CROSS_ENTROPY, LabelKind.INTEGER,
+               _LOSS | {Option.IGNORE_INDEX, Option.WHERE}, True),
+        OpSpec(Op.PROBABILITY_CROSS_ENTROPY, LabelKind.DENSE, _LOSS, True,
+               input_is_probability=True),
+        OpSpec(Op.SPARSE_PROBABILITY_CROSS_ENTROPY, LabelKind.INTEGER,
+               _LOSS | {Option.IGNORE_INDEX}, True, input_is_probability=True),
+        OpSpec(Op.SIGMOID_CROSS_ENTROPY, LabelKind.BINARY, _BINARY, False),
+        OpSpec(Op.BINARY_CROSS_ENTROPY, LabelKind.BINARY, _BINARY, False,
+               input_is_probability=True),
+    )
+}
+
+
+def spec(op: Op | str) -> OpSpec:
+    """The catalog entry of `op` (by enum or name)."""
+    return CATALOG[Op(op)]
