@@ -27,7 +27,7 @@ class FloatFormat:
     @property
     def unit_roundoff(self) -> float:
         """u = 2**-p: the largest relative error of one correctly rounded operation."""
-        return 2.0 ** -self.precision
+        return 2.0**-self.precision
 
     @property
     def smallest_normal(self) -> float:

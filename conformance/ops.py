@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 
 
-class Op(str, enum.Enum):
+class Op(enum.StrEnum):
     """A mathematical operation, independent of any framework's spelling of it."""
 
     SOFTMAX = "softmax"
@@ -33,11 +33,8 @@ class Op(str, enum.Enum):
     BINARY_CROSS_ENTROPY = "binary_cross_entropy"
     """Element-wise -(z log p + (1 - z) log(1 - p)) from probabilities p."""
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Reduction(str, enum.Enum):
+class Reduction(enum.StrEnum):
     """How per-example losses become the returned value."""
 
     NONE = "none"
@@ -51,11 +48,8 @@ class Reduction(str, enum.Enum):
     SUM_OVER_BATCH_SIZE = "sum_over_batch_size"
     """Keras' default: sum of the per-example losses divided by their count."""
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Option(str, enum.Enum):
+class Option(enum.StrEnum):
     """Options an operation may accept (what an implementation supports is its own)."""
 
     AXIS = "axis"
@@ -76,7 +70,7 @@ class Option(str, enum.Enum):
     """logsumexp's non-negative factors b: log sum_j b_j exp(x_j) (jax's `b=`)."""
 
 
-class LabelKind(str, enum.Enum):
+class LabelKind(enum.StrEnum):
     """What the second argument of a loss is."""
 
     NONE = "none"
@@ -110,18 +104,28 @@ CATALOG: dict[Op, OpSpec] = {
     for spec in (
         OpSpec(Op.SOFTMAX, LabelKind.NONE, _SOFTMAX_LIKE, False, tuple_axis=True),
         OpSpec(Op.LOG_SOFTMAX, LabelKind.NONE, _SOFTMAX_LIKE, False, tuple_axis=True),
-        OpSpec(Op.LOGSUMEXP, LabelKind.NONE, _SOFTMAX_LIKE | {Option.SCALE}, True,
-               tuple_axis=True),
+        OpSpec(Op.LOGSUMEXP, LabelKind.NONE, _SOFTMAX_LIKE | {Option.SCALE}, True, tuple_axis=True),
         OpSpec(Op.SOFTMAX_CROSS_ENTROPY, LabelKind.DENSE, _LOSS | {Option.WHERE}, True),
-        OpSpec(Op.SPARSE_SOFTMAX_CROSS_ENTROPY, LabelKind.INTEGER,
-               _LOSS | {Option.IGNORE_INDEX, Option.WHERE}, True),
-        OpSpec(Op.PROBABILITY_CROSS_ENTROPY, LabelKind.DENSE, _LOSS, True,
-               input_is_probability=True),
-        OpSpec(Op.SPARSE_PROBABILITY_CROSS_ENTROPY, LabelKind.INTEGER,
-               _LOSS | {Option.IGNORE_INDEX}, True, input_is_probability=True),
+        OpSpec(
+            Op.SPARSE_SOFTMAX_CROSS_ENTROPY,
+            LabelKind.INTEGER,
+            _LOSS | {Option.IGNORE_INDEX, Option.WHERE},
+            True,
+        ),
+        OpSpec(
+            Op.PROBABILITY_CROSS_ENTROPY, LabelKind.DENSE, _LOSS, True, input_is_probability=True
+        ),
+        OpSpec(
+            Op.SPARSE_PROBABILITY_CROSS_ENTROPY,
+            LabelKind.INTEGER,
+            _LOSS | {Option.IGNORE_INDEX},
+            True,
+            input_is_probability=True,
+        ),
         OpSpec(Op.SIGMOID_CROSS_ENTROPY, LabelKind.BINARY, _BINARY, False),
-        OpSpec(Op.BINARY_CROSS_ENTROPY, LabelKind.BINARY, _BINARY, False,
-               input_is_probability=True),
+        OpSpec(
+            Op.BINARY_CROSS_ENTROPY, LabelKind.BINARY, _BINARY, False, input_is_probability=True
+        ),
     )
 }
 

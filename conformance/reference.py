@@ -70,13 +70,19 @@ def vjp(
     raise NotImplementedError
 
 
-def softmax(x: np.ndarray, axis: int | tuple[int, ...] = -1, *, where: np.ndarray | None = None) -> np.ndarray:
+def softmax(
+    x: np.ndarray, axis: int | tuple[int, ...] = -1, *, where: np.ndarray | None = None
+) -> np.ndarray:
     return evaluate(Op.SOFTMAX, x, axis=axis, where=where).value
 
 
-def log_softmax(x: np.ndarray, axis: int | tuple[int, ...] = -1, *, where: np.ndarray | None = None) -> np.ndarray:
+def log_softmax(
+    x: np.ndarray, axis: int | tuple[int, ...] = -1, *, where: np.ndarray | None = None
+) -> np.ndarray:
     return evaluate(Op.LOG_SOFTMAX, x, axis=axis, where=where).value
 
 
-def logsumexp(x: np.ndarray, axis: int | tuple[int, ...] = -1, *, where: np.ndarray | None = None) -> np.ndarray:
+def logsumexp(
+    x: np.ndarray, axis: int | tuple[int, ...] = -1, *, where: np.ndarray | None = None
+) -> np.ndarray:
     return evaluate(Op.LOGSUMEXP, x, axis=axis, where=where).value
