@@ -57,7 +57,8 @@ def ulp(exact: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     fmt = float_format(dtype)
     x = np.abs(np.asarray(exact, dtype=np.float64))
     _, exponent = np.frexp(x)  # x = mantissa * 2**exponent, mantissa in [0.5, 1)
-    e = np.maximum(exponent.astype(np.int64) - 1, fmt.min_exponent)
+    e = np.where(x == 0, fmt.min_exponent, exponent.astype(np.int64) - 1)
+    e = np.maximum(e, fmt.min_exponent)
     max_exponent = int(np.frexp(fmt.max)[1]) - 1
     e = np.minimum(e, max_exponent)
     spacing = np.ldexp(1.0, e - fmt.precision + 1)

@@ -82,14 +82,15 @@ def test_ulp_is_the_spacing_of_the_format(dtype: str) -> None:
     dt = as_dtype(dtype)
     rng = np.random.default_rng(1)
     v = (rng.standard_normal(200) * 10.0 ** rng.integers(-3, 3, 200)).astype(dt)
-    v = v[np.isfinite(v.astype(np.float64)) & (v.astype(np.float64) != 0)]
+    v = v[np.isfinite(v.astype(np.float64)) & (np.abs(v.astype(np.float64)) >= fmt.smallest_normal)]
     expected = np.abs(np.spacing(np.abs(v).astype(np.float32)).astype(np.float64))
     if dtype == "float64":
         expected = np.spacing(np.abs(v.astype(np.float64)))
     elif fmt.precision < 24:
         expected = expected * 2.0 ** (24 - fmt.precision)
     np.testing.assert_array_equal(ulp(v.astype(np.float64), dtype), expected)
-    assert ulp(np.array([0.0]), dtype)[0] == fmt.smallest_subnormal
+    below_normal = np.array([0.0, fmt.smallest_subnormal, fmt.smallest_normal / 3])
+    assert (ulp(below_normal, dtype) == fmt.smallest_subnormal).all()
 
 
 def test_half_ulp_and_flush_to_zero() -> None:
