@@ -1,0 +1,200 @@
+"""Hypothesis strategies for the inputs of every catalog operation.
+
+Arrays are built from a few drawn parameters (a seed, a scale, an offset, where to put
+special values) and numpy's generator, so a 100k-class row costs no more to draw than a
+3-class one, and every value is exactly representable in the dtype under test (the
+float64 draw is rounded to it, and the reference reads the rounded values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from conformance.dtypes import FLOAT_DTYPES, as_dtype, float_format
+from conformance.ops import CATALOG, LabelKind, Op, Option
+
+IGNORE_INDEX = -100
+"""The ignore index the strategies use (torch's default)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One drawn input of an operation."""
+
+    x: np.ndarray
+    labels: np.ndarray | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    invalid: bool = False
+    """True when the labels break the API's contract (out of range, not normalised)."""
+
+
+@st.composite
+def shapes(draw: st.DrawFn, *, max_rank: int = 4, large_classes: bool = True) -> tuple[int, ...]:
+    """Ranks 1-4; size-1 and (rarely) empty dimensions; class counts up to 2**17 (rarely)."""
+    rank = draw(st.integers(1, max_rank))
+    batch = draw(
+        st.lists(st.sampled_from([1, 1, 2, 3, 4, 5, 0]), min_size=rank - 1, max_size=rank - 1)
+    )
+    classes = draw(
+        st.one_of(
+            st.integers(1, 8),
+            st.integers(9, 300),
+            st.sampled_from([1000, 4096, 32000, 131072]) if large_classes else st.just(64),
+        )
+        if large_classes
+        else st.integers(1, 64)
+    )
+    if draw(st.integers(0, 49)) == 0:
+        classes = 0  # an empty class axis, rarely
+    shape = [*batch, classes]
+    # bound the element count so a draw stays cheap
+    while int(np.prod(shape)) > 2**18 and len(shape) > 1:
+        shape.pop(0)
+    return tuple(shape)
+
+
+@st.composite
+def axes(draw: st.DrawFn, rank: int) -> int:
+    """An axis of a rank-`rank` array, negative or not."""
+    axis = draw(st.integers(0, rank - 1))
+    return axis - rank if draw(st.booleans()) else axis
+
+
+_SCALES = (0.0, 1e-3, 1.0, 10.0, 100.0, 1e3, 1e4)
+
+
+@st.composite
+def float_arrays(
+    draw: st.DrawFn, shape: tuple[int, ...], dtype: str, *, specials: bool = True
+) -> np.ndarray:
+    """Logit arrays: ordinary values, spreads from 0 to 1e4 and near the dtype's max, rows at
+    different scales, ties, and (when `specials`) -inf masks, +inf and NaN."""
+    fmt = float_format(dtype)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["normal", "normal", "spread", "near-max", "row-scales", "ties"]))
+    scale = draw(st.sampled_from(_SCALES))
+    x = rng.standard_normal(shape)
+    if kind == "spread":
+        x = x * scale + draw(st.sampled_from([0.0, 1.0, -1e3, 1e4]))
+    elif kind == "near-max":
+        x = np.clip(x, -1, 1) * fmt.max * draw(st.sampled_from([0.5, 0.99, 1.0]))
+    elif kind == "row-scales" and len(shape) >= 2:
+        x = x * 10.0 ** rng.integers(-3, 4, size=(*shape[:-1], 1))
+    elif kind == "ties" and x.size:
+        x = rng.integers(-2, 3, size=shape).astype(np.float64) * max(scale, 1.0)
+    else:
+        x = x * max(scale, 1e-3)
+    if specials and x.size and draw(st.integers(0, 3)) == 0:
+        special = draw(st.sampled_from([-np.inf, -np.inf, np.inf, np.nan]))
+        count = draw(st.integers(1, max(1, min(x.size, 4))))
+        flat = x.reshape(-1)
+        flat[rng.choice(flat.size, size=count, replace=False)] = special
+        if special == -np.inf and draw(st.booleans()) and x.ndim:
+            x[..., :] = np.where(rng.random((*shape[:-1], 1)) < 0.3, -np.inf, x)  # full rows
+    with np.errstate(over="ignore"):
+        return x.astype(as_dtype(dtype))
+
+
+@st.composite
+def integer_labels(
+    draw: st.DrawFn, shape: tuple[int, ...], classes: int, *, invalid: bool
+) -> tuple[np.ndarray, bool]:
+    """Class indices; sometimes the ignore index; when `invalid`, out of range or negative."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    y = rng.integers(0, max(classes, 1), size=shape, dtype=np.int64)
+    if y.size and draw(st.integers(0, 3)) == 0:
+        y.reshape(-1)[0] = IGNORE_INDEX
+    bad = invalid and y.size > 0 and draw(st.integers(0, 4)) == 0
+    if bad:
+        y.reshape(-1)[-1] = draw(st.sampled_from([classes, classes + 7, -1]))
+    return y, bad
+
+
+@st.composite
+def dense_labels(
+    draw: st.DrawFn, shape: tuple[int, ...], axis: int, dtype: str, *, invalid: bool
+) -> tuple[np.ndarray, bool]:
+    """One-hot or soft labels along `axis`; when `invalid`, soft labels that don't sum to 1."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["one-hot", "soft", "soft-invalid" if invalid else "soft"]))
+    moved = np.moveaxis(np.zeros(shape), axis, -1)
+    k = moved.shape[-1]
+    if kind == "one-hot" and k:
+        idx = rng.integers(0, k, size=moved.shape[:-1])
+        np.put_along_axis(moved, idx[..., None], 1.0, axis=-1)
+    elif k:
+        moved = rng.dirichlet(np.ones(k), size=moved.shape[:-1]).reshape(moved.shape)
+        if kind == "soft-invalid":
+            moved = moved * 1.25
+    labels = np.moveaxis(moved, -1, axis).astype(as_dtype(dtype))
+    return labels, kind == "soft-invalid" and k > 0
+
+
+@st.composite
+def examples(
+    draw: st.DrawFn,
+    op: Op,
+    dtype: str,
+    supported: frozenset[Option] | None = None,
+    *,
+    invalid: bool = True,
+    max_rank: int = 4,
+) -> Example:
+    """An input of `op` in `dtype`, using only the `supported` options of an implementation."""
+    spec = CATALOG[op]
+    supported = spec.options if supported is None else supported
+    any_axis = Option.AXIS in supported
+    shape = draw(shapes(max_rank=max_rank if any_axis else 2))
+    axis = draw(axes(len(shape))) if any_axis and spec.labels is not LabelKind.BINARY else -1
+    options: dict[str, Any] = {}
+    if spec.labels is not LabelKind.BINARY:
+        options[Option.AXIS.value] = axis
+    if spec.input_is_probability:
+        x = _probabilities(draw, shape, axis, dtype, binary=spec.labels is LabelKind.BINARY)
+    else:
+        x = draw(
+            float_arrays(
+                shape, dtype, specials=spec.labels is LabelKind.NONE or draw(st.integers(0, 4)) == 0
+            )
+        )
+    labels, bad = None, False
+    if spec.labels is LabelKind.INTEGER:
+        labels, bad = draw(
+            integer_labels(tuple(np.delete(shape, axis % len(shape))), shape[axis], invalid=invalid)
+        )
+        if Option.IGNORE_INDEX in supported:
+            options[Option.IGNORE_INDEX.value] = IGNORE_INDEX
+        elif (labels == IGNORE_INDEX).any():
+            labels = np.where(labels == IGNORE_INDEX, 0, labels)
+    elif spec.labels is LabelKind.DENSE:
+        labels, bad = draw(dense_labels(shape, axis, dtype, invalid=invalid))
+    elif spec.labels is LabelKind.BINARY:
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        soft = draw(st.booleans())
+        z = rng.random(shape) if soft else rng.integers(0, 2, size=shape).astype(float)
+        labels = z.astype(as_dtype(dtype))
+    if Option.LABEL_SMOOTHING in supported and draw(st.integers(0, 3)) == 0:
+        options[Option.LABEL_SMOOTHING.value] = draw(st.sampled_from([0.1, 0.2, 0.5]))
+    return Example(x=x, labels=labels, options=options, invalid=bad)
+
+
+def _probabilities(draw: st.DrawFn, shape, axis, dtype: str, *, binary: bool) -> np.ndarray:
+    """Probabilities: a softmax of logits (rows sum to 1 up to rounding), or values in [0, 1]."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if binary:
+        p = rng.random(shape) ** draw(st.sampled_from([1.0, 4.0, 30.0]))
+    else:
+        z = rng.standard_normal(shape) * draw(st.sampled_from([0.5, 3.0, 30.0]))
+        z = z - z.max(axis=axis, keepdims=True) if z.size else z
+        p = np.exp(z)
+        p = p / p.sum(axis=axis, keepdims=True) if p.size else p
+    return p.astype(as_dtype(dtype))
+
+
+def dtypes() -> st.SearchStrategy[str]:
+    """The dtypes under test."""
+    return st.sampled_from(FLOAT_DTYPES)
