@@ -33,20 +33,23 @@ class Example:
 
 
 @st.composite
-def shapes(draw: st.DrawFn, *, max_rank: int = 4, large_classes: bool = True) -> tuple[int, ...]:
-    """Ranks 1-4; size-1 and (rarely) empty dimensions; class counts up to 2**17 (rarely)."""
+def shapes(
+    draw: st.DrawFn, *, max_rank: int = 4, class_counts: tuple[int, ...] | None = None
+) -> tuple[int, ...]:
+    """Ranks 1-4; size-1 and (rarely) empty dimensions; class counts up to 2**17 (rarely),
+    or from the menu `class_counts` (so that rows of equal length can be batched)."""
     rank = draw(st.integers(1, max_rank))
     batch = draw(
         st.lists(st.sampled_from([1, 1, 2, 3, 4, 5, 0]), min_size=rank - 1, max_size=rank - 1)
     )
+    if class_counts:
+        return (*batch, draw(st.sampled_from(class_counts)))
     classes = draw(
         st.one_of(
             st.integers(1, 8),
             st.integers(9, 300),
-            st.sampled_from([1000, 4096, 32000, 131072]) if large_classes else st.just(64),
+            st.sampled_from([1000, 4096, 32000, 131072]),
         )
-        if large_classes
-        else st.integers(1, 64)
     )
     if draw(st.integers(0, 49)) == 0:
         classes = 0  # an empty class axis, rarely

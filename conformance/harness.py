@@ -1,0 +1,313 @@
+"""Runs cells: draws inputs, calls the adapter, asks the reference, judges, records.
+
+A cell is implementation × dtype × device × mode. The harness knows no framework: it
+talks to `adapters.base.Adapter` and turns what comes back into one record per cell
+(`conformance.results`). Inputs are the named corpus (`cases`) plus Hypothesis draws
+(`strategies`) that depend only on the seed and the profile, never on a framework's
+answers, so two framework versions are compared on identical inputs; the targeted
+phase (`hypothesis.target` on the budget ratio) then climbs toward each cell's worst.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings, target
+from hypothesis import seed as hypothesis_seed
+
+from adapters.base import Adapter, Axes, Call, Implementation, UnsupportedCall
+from conformance import cases, known, reference, strategies
+from conformance.dtypes import as_dtype
+from conformance.judge import Verdict, judge, worst
+from conformance.ops import CATALOG, LabelKind, Op, Option, Reduction
+from conformance.record import CellResult, Input, cell_record
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How hard a run looks."""
+
+    name: str
+    drawn: int
+    """Deterministic Hypothesis draws per cell."""
+    targeted: int
+    """Targeted-search examples per cell (hypothesis.target on the budget ratio)."""
+    class_counts: tuple[int, ...] | None
+    """Class counts the draws use; a short menu lets rows be batched into one call."""
+    max_rank: int
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", drawn=32, targeted=0, class_counts=(1, 3, 10, 1000), max_rank=2),
+    "ci": Profile(
+        "ci", drawn=200, targeted=40, class_counts=(1, 2, 3, 7, 64, 1000, 32768), max_rank=4
+    ),
+    "thorough": Profile("thorough", drawn=2000, targeted=400, class_counts=None, max_rank=4),
+}
+
+
+def options_for(impl: Implementation, options: dict[str, Any]) -> dict[str, Any]:
+    """The catalog options of an input, adjusted to what `impl` can express."""
+    opts = dict(options)
+    spec = CATALOG[impl.op]
+    if spec.labels is LabelKind.BINARY:
+        opts["axis"] = None if impl.axes is Axes.ELEMENTWISE else opts.get("axis", -1)
+    if (spec.reduces_axis and spec.labels is not LabelKind.NONE) or spec.labels is LabelKind.BINARY:
+        reduction = Reduction(opts.get("reduction", Reduction.NONE))
+        if reduction not in impl.reductions:
+            reduction = impl.reductions[0]
+        opts["reduction"] = reduction
+    return {k: v for k, v in opts.items() if Option(k) in impl.options or k == "axis"}
+
+
+def corpus_inputs(impl: Implementation, dtype: str) -> list[Input]:
+    """The named cases of the implementation's op that apply to `dtype`."""
+    out = []
+    dt = as_dtype(dtype)
+    for case in cases.cases_for(impl.op):
+        if dtype not in case.dtypes:
+            continue
+        with np.errstate(over="ignore"):
+            x = case.x.astype(dt)
+        labels = case.labels
+        if labels is not None and CATALOG[impl.op].labels is not LabelKind.INTEGER:
+            labels = labels.astype(dt)
+        out.append(
+            Input(case.id, x, labels, options_for(impl, case.options), case.invalid, case.why)
+        )
+    return out
+
+
+def drawn_inputs(impl: Implementation, dtype: str, profile: Profile, seed: int) -> list[Input]:
+    """`profile.drawn` Hypothesis draws, a function of (seed, op, dtype, options) only."""
+    found: list[strategies.Example] = []
+    strategy = strategies.examples(
+        impl.op,
+        dtype,
+        impl.options,
+        max_rank=profile.max_rank,
+        class_counts=profile.class_counts,
+        last_axis_only=impl.axes is Axes.LAST,
+    )
+
+    @hypothesis_seed(seed)
+    @settings(
+        max_examples=profile.drawn,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def collect(example: strategies.Example) -> None:
+        found.append(example)
+
+    collect()
+    return [
+        Input(f"drawn-{i}", e.x, e.labels, options_for(impl, e.options), e.invalid)
+        for i, e in enumerate(found[: profile.drawn])
+    ]
+
+
+def _batch_key(impl: Implementation, item: Input) -> tuple[Any, ...] | None:
+    """Inputs with equal keys can be stacked along axis 0 into one call (row-wise ops)."""
+    if item.invalid or item.x.ndim < 2 or item.x.shape[0] == 0:
+        return None
+    opts = item.options
+    if any(opts.get(k) is not None for k in ("where", "scale", "class_weights")):
+        return None
+    if Reduction(opts.get("reduction", Reduction.NONE)) is not Reduction.NONE:
+        return None
+    axis = opts.get("axis", -1)
+    if axis is not None and (isinstance(axis, tuple | list) or int(axis) % item.x.ndim == 0):
+        return None
+    labels_shape = None if item.labels is None else item.labels.shape[1:]
+    frozen = tuple(sorted((k, str(v)) for k, v in opts.items()))
+    return (item.x.shape[1:], labels_shape, frozen)
+
+
+def _cotangent(op: Op, x: np.ndarray, labels, options, rng: np.random.Generator) -> np.ndarray:
+    """A random cotangent of the output's shape, exactly representable in x's dtype."""
+    shape = reference.evaluate(op, x, labels, **options).value.shape
+    return (rng.standard_normal(shape) + 0.5).astype(x.dtype)
+
+
+def _stack(items: list[Input]) -> tuple[np.ndarray, np.ndarray | None]:
+    x = np.concatenate([i.x for i in items], axis=0)
+    labels = None if items[0].labels is None else np.concatenate([i.labels for i in items], 0)
+    return x, labels
+
+
+def _rows_of(items: list[Input], op: Op, options: dict[str, Any]) -> list[slice]:
+    """The slice of a stacked output that belongs to each input (outputs keep axis 0)."""
+    bounds, start = [], 0
+    for item in items:
+        bounds.append(slice(start, start + item.x.shape[0]))
+        start += item.x.shape[0]
+    return bounds
+
+
+def run_inputs(
+    adapter: Adapter,
+    impl: Implementation,
+    items: list[Input],
+    device: str,
+    mode: str,
+    seed: int,
+    result: CellResult,
+) -> None:
+    """Run and judge `items`, stacking row-wise inputs into as few calls as possible."""
+    groups: dict[Any, list[Input]] = {}
+    singles: list[list[Input]] = []
+    for item in items:
+        key = _batch_key(impl, item)
+        if key is None:
+            singles.append([item])
+        else:
+            groups.setdefault(key, []).append(item)
+    rng = np.random.default_rng(seed)
+    for batch in [*groups.values(), *singles]:
+        _run_batch(adapter, impl, batch, device, mode, rng, result)
+
+
+def _run_batch(
+    adapter: Adapter,
+    impl: Implementation,
+    batch: list[Input],
+    device: str,
+    mode: str,
+    rng: np.random.Generator,
+    result: CellResult,
+) -> None:
+    options = batch[0].options
+    x, labels = _stack(batch) if len(batch) > 1 else (batch[0].x, batch[0].labels)
+    invalid = batch[0].invalid
+    try:
+        cotangent = (
+            None
+            if invalid or not impl.differentiable
+            else _cotangent(impl.op, x, labels, options, rng)
+        )
+    except (ValueError, IndexError):
+        cotangent = None
+    call = Call(x=x, labels=labels, options=options, device=device, mode=mode, cotangent=cotangent)
+    try:
+        outcome = adapter.run(impl, call)
+    except UnsupportedCall as exc:
+        result.unsupported.append(f"{batch[0].case}: {exc}")
+        return
+    if outcome.error is not None and len(batch) > 1:
+        for item in batch:  # attribute the error to the input(s) that cause it
+            _run_batch(adapter, impl, [item], device, mode, rng, result)
+        return
+    result.messages.update(outcome.warnings)
+    if outcome.stderr.strip():
+        result.messages.update(line for line in outcome.stderr.strip().splitlines()[-5:])
+    error = None if outcome.error is None else f"{outcome.error.type}: {outcome.error.message}"
+    if error:
+        result.messages.add(error)
+    rows = _rows_of(batch, impl.op, options) if len(batch) > 1 else [slice(None)]
+    for item, rows_slice in zip(batch, rows, strict=True):
+        value = None if outcome.value is None else outcome.value[rows_slice]
+        grad = None if outcome.grad is None else outcome.grad[rows_slice]
+        ct = None if cotangent is None else cotangent[rows_slice] if len(batch) > 1 else cotangent
+        j = judge(
+            impl.op,
+            item.x,
+            item.labels,
+            options,
+            value,
+            grad,
+            ct,
+            error,
+            bool(outcome.warnings),
+            invalid=item.invalid,
+            case=item.case,
+        )
+        result.add(
+            item,
+            j,
+            {"value": value, "grad": grad, "cotangent": ct, "output_dtype": outcome.output_dtype},
+        )
+
+
+def targeted_search(
+    adapter: Adapter,
+    impl: Implementation,
+    dtype: str,
+    device: str,
+    mode: str,
+    profile: Profile,
+    seed: int,
+    result: CellResult,
+) -> None:
+    """Hypothesis' targeted phase: climb toward the largest budget ratio of this cell."""
+    if profile.targeted <= 0:
+        return
+    strategy = strategies.examples(
+        impl.op,
+        dtype,
+        impl.options,
+        max_rank=profile.max_rank,
+        invalid=False,
+        last_axis_only=impl.axes is Axes.LAST,
+    )
+    counter = [0]
+
+    @hypothesis_seed(seed + 1)
+    @settings(
+        max_examples=profile.targeted,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate, Phase.target],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def climb(example: strategies.Example) -> None:
+        counter[0] += 1
+        item = Input(
+            f"targeted-{counter[0]}", example.x, example.labels, options_for(impl, example.options)
+        )
+        before = len(result.judgements)
+        _run_batch(adapter, impl, [item], device, mode, np.random.default_rng(counter[0]), result)
+        if len(result.judgements) > before:
+            ratio = result.judgements[-1][1].max_ratio
+            target(min(ratio, 1e6) if np.isfinite(ratio) else 1e6, label="budget ratio")
+
+    climb()
+
+
+def run_cell(
+    adapter: Adapter,
+    impl: Implementation,
+    dtype: str,
+    device: str,
+    mode: str,
+    profile: Profile,
+    seed: int,
+    deviations: list[known.KnownDeviation],
+) -> dict[str, Any]:
+    """Run one cell and return its results record."""
+    started = time.perf_counter()
+    result = CellResult()
+    items = corpus_inputs(impl, dtype) + drawn_inputs(impl, dtype, profile, seed)
+    run_inputs(adapter, impl, items, device, mode, seed, result)
+    targeted_search(adapter, impl, dtype, device, mode, profile, seed, result)
+    return cell_record(
+        adapter,
+        impl,
+        dtype,
+        device,
+        mode,
+        profile,
+        seed,
+        result,
+        deviations,
+        time.perf_counter() - started,
+    )
+
+
+__all__ = ["PROFILES", "CellResult", "Input", "Profile", "Verdict", "run_cell", "worst"]

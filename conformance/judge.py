@@ -1,0 +1,214 @@
+"""Judging one outcome against the reference: accuracy, special values, dtype, reaction.
+
+Knows no framework: it compares numpy arrays an adapter returned with what
+`reference` and `budget` say, and classifies what it finds.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from conformance import reference
+from conformance.budget import budget_ratio, error_bound, vjp_error_bound
+from conformance.dtypes import dtype_name
+from conformance.errors import flushed, strict_ulp
+from conformance.ops import Op
+
+
+class Verdict(enum.StrEnum):
+    """The verdict of an example or a cell, from best to worst."""
+
+    PASS = "pass"
+    INACCURATE = "inaccurate"
+    """Over the error budget."""
+    DIVERGENT = "divergent"
+    """Special values, shape or dtype differ from the reference's defined answer."""
+    ERROR = "error"
+    """Raised where a value was due, or silent where invalid input should raise."""
+    UNSUPPORTED = "unsupported"
+    CRASHED = "crashed"
+    """The worker died or hung on this cell."""
+
+
+SEVERITY = {v: i for i, v in enumerate(Verdict)}
+"""Higher is worse; a cell's verdict is its worst example's."""
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    return max(verdicts, key=SEVERITY.__getitem__, default=Verdict.PASS)
+
+
+@dataclass
+class Finding:
+    """One thing found wrong on one input."""
+
+    verdict: Verdict
+    kind: str
+    """A short machine name: 'over-budget', 'nan-where-defined', 'raised', 'silent-invalid',
+    'dtype', 'shape', 'gradient-over-budget', ..."""
+    detail: str
+    case: str
+    """The input's id (corpus id or 'drawn-N')."""
+
+
+@dataclass
+class Judgement:
+    """What one input showed."""
+
+    findings: list[Finding] = field(default_factory=list)
+    max_ulp: float = 0.0
+    """Largest strict-ULP distance over defined elements (value and gradient)."""
+    max_ratio: float = 0.0
+    """Largest budget ratio over defined elements (value and gradient)."""
+    flushed: int = 0
+    special: str | None = None
+    """For inputs with special values or undefined results: what came back, summarised."""
+    reaction: str | None = None
+    """For invalid inputs: 'raises', 'warns' or 'silent'."""
+    elements: int = 0
+
+    @property
+    def verdict(self) -> Verdict:
+        return worst([f.verdict for f in self.findings])
+
+
+def summarise_values(a: np.ndarray | None, limit: int = 8) -> str:
+    """A short, stable text of an output for the special-value matrix ('nan inf 1 0 ...')."""
+    if a is None:
+        return "—"
+    flat = np.asarray(a, dtype=np.float64).reshape(-1)
+    parts = [f"{v:.6g}" for v in flat[:limit]]
+    return " ".join(parts) + (" …" if flat.size > limit else "")
+
+
+def _compare(
+    computed: np.ndarray,
+    exact: reference.Exact,
+    bound: np.ndarray,
+    dtype: str,
+    judgement: Judgement,
+    case: str,
+    gradient: bool,
+) -> None:
+    """Accuracy and special-value agreement of `computed` against `exact`, into `judgement`."""
+    what, kind = ("gradient: ", "gradient-") if gradient else ("", "")
+    if computed.shape != exact.value.shape:
+        judgement.findings.append(
+            Finding(
+                Verdict.DIVERGENT,
+                f"{kind}shape",
+                f"{what or 'output '}shape {computed.shape}, expected {exact.value.shape}",
+                case,
+            )
+        )
+        return
+    defined = exact.undefined == reference.Undefined.DEFINED
+    c = computed.astype(np.float64)
+    r = exact.value
+    nan_where_defined = defined & np.isnan(c)
+    if nan_where_defined.any():
+        idx = np.flatnonzero(nan_where_defined.reshape(-1))[0]
+        judgement.findings.append(
+            Finding(
+                Verdict.DIVERGENT,
+                f"{kind}nan-where-defined",
+                f"{what}NaN at flat index {idx}, the reference gives {r.reshape(-1)[idx]:.17g}",
+                case,
+            )
+        )
+    inf_mismatch = defined & ~np.isnan(c) & (np.isinf(c) | np.isinf(r)) & (c != r)
+    ratio = np.where(defined, budget_ratio(computed, r, bound, dtype), 0.0)
+    ratio = np.where(inf_mismatch | nan_where_defined, 0.0, ratio)
+    if inf_mismatch.any():
+        infinite_ok = np.isinf(c) & (budget_ratio(computed, r, bound, dtype) == 0)
+        bad = inf_mismatch & ~infinite_ok
+        if bad.any():
+            idx = np.flatnonzero(bad.reshape(-1))[0]
+            judgement.findings.append(
+                Finding(
+                    Verdict.DIVERGENT,
+                    f"{kind}infinity",
+                    f"{what}{c.reshape(-1)[idx]:.17g} at flat index {idx}, the reference gives "
+                    f"{r.reshape(-1)[idx]:.17g}",
+                    case,
+                )
+            )
+    ulps = np.where(
+        defined & ~nan_where_defined & ~inf_mismatch, strict_ulp(computed, r, dtype), 0.0
+    )
+    if ulps.size:
+        judgement.max_ulp = max(judgement.max_ulp, float(np.max(ulps)))
+        judgement.max_ratio = max(judgement.max_ratio, float(np.max(ratio)))
+    judgement.flushed += int((flushed(computed, r, dtype) & defined).sum())
+    judgement.elements += int(defined.sum())
+    if ratio.size and float(np.max(ratio)) > 1.0:
+        idx = int(np.argmax(ratio.reshape(-1)))
+        judgement.findings.append(
+            Finding(
+                Verdict.INACCURATE,
+                f"{kind}over-budget",
+                f"{what}{c.reshape(-1)[idx]:.17g} vs exact {r.reshape(-1)[idx]:.17g}: "
+                f"{ratio.reshape(-1)[idx]:.3g}x the budget, {ulps.reshape(-1)[idx]:.0f} ULP",
+                case,
+            )
+        )
+
+
+def judge(
+    op: Op,
+    x: np.ndarray,
+    labels: np.ndarray | None,
+    options: dict[str, Any],
+    value: np.ndarray | None,
+    grad: np.ndarray | None,
+    cotangent: np.ndarray | None,
+    error: str | None,
+    warned: bool,
+    *,
+    invalid: bool,
+    case: str,
+) -> Judgement:
+    """Judge one call's result: `value`/`grad` (None when `error` says it raised)."""
+    j = Judgement()
+    dtype = dtype_name(x.dtype)
+    if invalid:
+        j.reaction = "raises" if error else ("warns" if warned else "silent")
+        if not error:
+            j.findings.append(
+                Finding(
+                    Verdict.ERROR,
+                    "silent-invalid",
+                    f"returned {summarise_values(value, 4)} for invalid input instead of raising",
+                    case,
+                )
+            )
+        return j
+    if error:
+        j.findings.append(Finding(Verdict.ERROR, "raised", error, case))
+        return j
+    assert value is not None
+    if dtype_name(value.dtype) != dtype:
+        j.findings.append(
+            Finding(
+                Verdict.DIVERGENT,
+                "dtype",
+                f"returned {dtype_name(value.dtype)} for {dtype} input",
+                case,
+            )
+        )
+    exact = reference.evaluate(op, x, labels, **options)
+    if (exact.undefined != reference.Undefined.DEFINED).any() or not np.isfinite(
+        x.astype(np.float64)
+    ).all():
+        j.special = summarise_values(value)
+    bound = error_bound(op, x, labels, **options)
+    _compare(value, exact, bound, dtype, j, case, gradient=False)
+    if grad is not None and cotangent is not None:
+        exact_grad = reference.vjp(op, x, labels, cotangent=cotangent, **options)
+        grad_bound = vjp_error_bound(op, x, labels, cotangent=cotangent, **options)
+        _compare(grad, exact_grad, grad_bound, dtype, j, case, gradient=True)
+    return j
