@@ -96,7 +96,8 @@ class _Softmax:
             self.lse = m + self.log_s
 
     def softmax_bound(self) -> np.ndarray:
-        return self.p * (self.rel_e + self.rel_s + 1.0)
+        with np.errstate(all="ignore"):
+            return np.where(self.p > 0, self.p * (self.rel_e + self.rel_s + 1.0), 0.0)
 
     def log_softmax_bound(self) -> np.ndarray:
         with np.errstate(all="ignore"):

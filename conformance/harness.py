@@ -141,7 +141,7 @@ def _stack(items: list[Input]) -> tuple[np.ndarray, np.ndarray | None]:
     return x, labels
 
 
-def _rows_of(items: list[Input], op: Op, options: dict[str, Any]) -> list[slice]:
+def _rows_of(items: list[Input]) -> list[slice]:
     """The slice of a stacked output that belongs to each input (outputs keep axis 0)."""
     bounds, start = [], 0
     for item in items:
@@ -209,11 +209,13 @@ def _run_batch(
     error = None if outcome.error is None else f"{outcome.error.type}: {outcome.error.message}"
     if error:
         result.messages.add(error)
-    rows = _rows_of(batch, impl.op, options) if len(batch) > 1 else [slice(None)]
+    rows = _rows_of(batch) if len(batch) > 1 else [None]
     for item, rows_slice in zip(batch, rows, strict=True):
-        value = None if outcome.value is None else outcome.value[rows_slice]
-        grad = None if outcome.grad is None else outcome.grad[rows_slice]
-        ct = None if cotangent is None else cotangent[rows_slice] if len(batch) > 1 else cotangent
+        value, grad, ct = outcome.value, outcome.grad, cotangent
+        if rows_slice is not None:
+            value = None if value is None else value[rows_slice]
+            grad = None if grad is None else grad[rows_slice]
+            ct = None if ct is None else ct[rows_slice]
         j = judge(
             impl.op,
             item.x,

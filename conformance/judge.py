@@ -31,7 +31,9 @@ class Verdict(enum.StrEnum):
     """Raised where a value was due, or silent where invalid input should raise."""
     UNSUPPORTED = "unsupported"
     CRASHED = "crashed"
-    """The worker died or hung on this cell."""
+    """The worker died on this cell (segfault, abort, out of memory)."""
+    TIMEOUT = "timeout"
+    """The worker gave no answer within the cell timeout and was killed."""
 
 
 SEVERITY = {v: i for i, v in enumerate(Verdict)}

@@ -146,13 +146,15 @@ def examples(
     *,
     invalid: bool = True,
     max_rank: int = 4,
+    class_counts: tuple[int, ...] | None = None,
+    last_axis_only: bool = False,
 ) -> Example:
     """An input of `op` in `dtype`, using only the `supported` options of an implementation."""
     spec = CATALOG[op]
     supported = spec.options if supported is None else supported
-    any_axis = Option.AXIS in supported
-    shape = draw(shapes(max_rank=max_rank if any_axis else 2))
-    axis = draw(axes(len(shape))) if any_axis and spec.labels is not LabelKind.BINARY else -1
+    shape = draw(shapes(max_rank=max_rank, class_counts=class_counts))
+    binary = spec.labels is LabelKind.BINARY
+    axis = -1 if last_axis_only or binary or max_rank <= 2 else draw(axes(len(shape)))
     options: dict[str, Any] = {}
     if spec.labels is not LabelKind.BINARY:
         options[Option.AXIS.value] = axis

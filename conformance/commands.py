@@ -1,0 +1,204 @@
+"""`conformance run`, `replay` and `merge`: argument handling, progress, summary, exit codes.
+
+Exit codes: 0 everything passed or is a known deviation; 1 unexpected findings (or a
+crashed cell); 2 usage errors, reported in one line without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from conformance.dtypes import FLOAT_DTYPES
+from conformance.harness import PROFILES
+
+DEFAULT_OUT = Path("reports") / "results.jsonl"
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit status 2."""
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--framework",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a built-in adapter or family (torch, tensorflow, keras, jax, scipy);"
+        " repeatable; default: every installed one",
+    )
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="a third-party adapter by import path or entry-point name; repeatable",
+    )
+    p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
+    p.add_argument(
+        "--dtype",
+        action="append",
+        default=[],
+        metavar="DTYPE",
+        help=f"one of {', '.join(FLOAT_DTYPES)}; repeatable; default: all",
+    )
+    p.add_argument("--mode", choices=("eager", "compiled", "all"), default="all")
+    p.add_argument("--profile", choices=tuple(PROFILES), default="quick")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE.jsonl",
+        help=f"results file (default {DEFAULT_OUT}; overwritten unless --resume)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the cells already in --out and run only the missing ones",
+    )
+    p.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (1-based)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes at once (default: 2)",
+    )
+    p.add_argument("--cell-timeout", type=float, default=600.0, metavar="SECONDS")
+    p.add_argument(
+        "--known",
+        default=None,
+        metavar="FILE.toml",
+        help="known-deviations file (default: the suite's reviewed one)",
+    )
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected I/N, e.g. 1/4") from None
+    if not 1 <= index <= count:
+        raise UsageError(f"--shard {text!r}: I must be between 1 and N")
+    return index, count
+
+
+def select_adapters(frameworks: list[str], paths: list[str]) -> list[str]:
+    """Adapter names for --framework families and --adapter paths (validated)."""
+    from adapters.registry import AdapterLoadError, adapter_names, get_adapter
+
+    known = adapter_names()
+    chosen: list[str] = []
+    for name in frameworks:
+        family = [n for n in known if n == name or n.startswith(f"{name}-")]
+        if not family:
+            raise UsageError(f"unknown framework {name!r}: choose from {', '.join(known)}")
+        chosen += [n for n in family if n not in chosen]
+    for path in paths:
+        try:
+            get_adapter(path)
+        except AdapterLoadError as exc:
+            raise UsageError(str(exc)) from None
+        chosen.append(path)
+    return chosen or known
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from conformance import runner
+    from conformance.results import ResultsError, read_records
+
+    for dtype in args.dtype:
+        if dtype not in FLOAT_DTYPES:
+            raise UsageError(f"--dtype {dtype!r}: choose from {', '.join(FLOAT_DTYPES)}")
+    if args.jobs < 1 or args.cell_timeout <= 0:
+        raise UsageError("--jobs and --cell-timeout must be positive")
+    out: Path = args.out or DEFAULT_OUT
+    adapters = select_adapters(args.framework, args.adapter)
+    skip: dict[str, set[tuple[str, str, str, str]]] = {}
+    if args.resume and out.exists():
+        try:
+            report = read_records(out)
+        except ResultsError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+        for r in report.records:
+            key = (r["implementation"], r["dtype"], r["device"], r["mode"])
+            skip.setdefault(r["adapter"], set()).add(key)
+    else:
+        _check_writable(out)
+        out.unlink(missing_ok=True)
+    options = runner.RunOptions(
+        adapters=adapters,
+        profile=args.profile,
+        seed=args.seed,
+        dtypes=args.dtype or None,
+        devices=None if args.device == "all" else [args.device],
+        modes=None if args.mode == "all" else [args.mode],
+        shard=parse_shard(args.shard),
+        jobs=args.jobs,
+        cell_timeout_s=args.cell_timeout,
+        known=args.known,
+        skip=skip,
+    )
+    from conformance.display import RunDisplay
+
+    with RunDisplay() as display:
+        outcomes = runner.run(options, out, display.update)
+    records = read_records(out).records
+    display.summary(records, outcomes, out)
+    failed = any(r.get("unexpected") for r in records)
+    return 1 if failed else 0
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.probe")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from conformance.results import ResultsError, merge, write_atomically
+
+    if not args.files:
+        raise UsageError("merge: give at least one results file")
+    try:
+        records = list(merge(args.files))
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    _check_writable(args.out)
+    write_atomically(args.out, [{k: v for k, v in r.items() if k != "schema"} for r in records])
+    print(f"{len(records)} cells from {len(args.files)} files -> {args.out}")
+    return 0
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    from conformance.replay import replay
+
+    return replay(args.results, args.cell)
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Counter[str]]:
+    """Verdict counts per adapter."""
+    table: dict[str, Counter[str]] = {}
+    for r in records:
+        table.setdefault(r["adapter"], Counter())[r["verdict"]] += 1
+    return table
+
+
+def main_guarded(handler: Any, args: argparse.Namespace) -> int:
+    """Run a command; usage errors become one line on stderr and exit status 2."""
+    try:
+        return int(handler(args))
+    except UsageError as exc:
+        print(f"conformance: error: {exc}", file=sys.stderr)
+        return 2
