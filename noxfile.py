@@ -33,6 +33,41 @@ def sweep(session: nox.Session) -> None:
     session.run("pytest", "-m", "slow", *session.posargs)
 
 
+FRAMEWORK_EXTRAS = {
+    "scipy": "scipy",
+    "torch": "torch",
+    "tensorflow": "tensorflow",
+    "keras": "all",
+    "jax": "jax",
+}
+"""Each conformance lane installs only its framework (keras runs on every backend)."""
+
+
+def _conformance(session: nox.Session, frameworks: list[str], extras: str) -> None:
+    _install(session, extras)
+    args = [a for name in frameworks for a in ("--framework", name)]
+    out = f"reports/results-{session.name.removeprefix('conformance-') or 'all'}.jsonl"
+    session.run("conformance", "run", *args, "--out", out, *session.posargs)
+
+
+@nox.session(python=PYTHON, name="conformance")
+def conformance_all(session: nox.Session) -> None:
+    """Every framework; posargs go to `conformance run` (e.g. -- --profile ci)."""
+    _conformance(session, [], "all")
+
+
+def _lane(framework: str) -> None:
+    def lane(session: nox.Session) -> None:
+        _conformance(session, [framework], FRAMEWORK_EXTRAS[framework])
+
+    lane.__doc__ = f"The {framework} lane: `conformance run --framework {framework}`."
+    nox.session(python=PYTHON, name=f"conformance-{framework}")(lane)
+
+
+for _framework in FRAMEWORK_EXTRAS:
+    _lane(_framework)
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
