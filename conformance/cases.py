@@ -186,7 +186,7 @@ def _label_cases(op: Op) -> list[Case]:
                 "labels summing to 1.2",
                 x,
                 np.array([[0.5, 0.7, 0.0]]),
-                invalid=True,
+                invalid=False,
             ),
         ]
     return cases

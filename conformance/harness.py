@@ -22,6 +22,7 @@ from adapters.base import Adapter, Axes, Call, Implementation, UnsupportedCall
 from conformance import cases, known, reference, strategies
 from conformance.dtypes import as_dtype
 from conformance.judge import Verdict, judge, worst
+from conformance.misuse import run_misuse
 from conformance.ops import CATALOG, LabelKind, Op, Option, Reduction
 from conformance.record import CellResult, Input, cell_record
 
@@ -298,6 +299,7 @@ def run_cell(
     items = corpus_inputs(impl, dtype) + drawn_inputs(impl, dtype, profile, seed)
     run_inputs(adapter, impl, items, device, mode, seed, result)
     targeted_search(adapter, impl, dtype, device, mode, profile, seed, result)
+    result.misuse = run_misuse(adapter, impl, as_dtype(dtype), device, mode, options_for(impl, {}))
     return cell_record(
         adapter,
         impl,

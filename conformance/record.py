@@ -41,6 +41,7 @@ class CellResult:
     judgements: list[tuple[Input, Judgement, dict[str, Any]]] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     messages: set[str] = field(default_factory=set)
+    misuse: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, item: Input, j: Judgement, returned: dict[str, Any]) -> None:
         self.judgements.append((item, j, returned))
@@ -135,6 +136,7 @@ def cell_record(
             if j.special is not None and not i.case.startswith(("drawn", "targeted"))
         },
         "reactions": {i.case: j.reaction for i, j, _ in result.judgements if j.reaction},
+        "misuse": result.misuse,
         "unsupported": sorted(set(result.unsupported))[:MAX_FINDINGS],
         "worst": None if worst_item is None else _worst_json(adapter, impl, worst_item),
         "messages": sorted(result.messages)[:MAX_MESSAGES],
