@@ -113,6 +113,11 @@ def drawn_inputs(impl: Implementation, dtype: str, profile: Profile, seed: int) 
     ]
 
 
+GRADIENT_MAX_ELEMENTS = 2**14
+"""Gradients are judged on inputs up to this size: the exact VJP of a 131k-class float64
+row can need mpmath (cancellation in g - <g, p>), and small rows exercise the same code."""
+
+
 def _batch_key(impl: Implementation, item: Input) -> tuple[Any, ...] | None:
     """Inputs with equal keys can be stacked along axis 0 into one call (row-wise ops)."""
     if item.invalid or item.x.ndim < 2 or item.x.shape[0] == 0:
@@ -186,14 +191,9 @@ def _run_batch(
     options = batch[0].options
     x, labels = _stack(batch) if len(batch) > 1 else (batch[0].x, batch[0].labels)
     invalid = batch[0].invalid
-    try:
-        cotangent = (
-            None
-            if invalid or not impl.differentiable
-            else _cotangent(impl.op, x, labels, options, rng)
-        )
-    except (ValueError, IndexError):
-        cotangent = None
+    cotangent = None
+    if not invalid and impl.differentiable and x.size <= GRADIENT_MAX_ELEMENTS:
+        cotangent = _cotangent(impl.op, x, labels, options, rng)
     call = Call(x=x, labels=labels, options=options, device=device, mode=mode, cotangent=cotangent)
     try:
         outcome = adapter.run(impl, call)

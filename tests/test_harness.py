@@ -1,0 +1,98 @@
+"""The harness detects what it should: the exact adapter passes, broken ones are flagged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conformance import known
+from conformance.dtypes import FLOAT_DTYPES
+from conformance.harness import PROFILES, drawn_inputs, run_cell
+from conformance.ops import Op
+from harness_adapters import ExactAdapter, broken_adapters
+
+QUICK = PROFILES["quick"]
+EXACT = ExactAdapter()
+
+
+def _cell(adapter, op: Op, dtype: str = "float32", mode: str = "eager") -> dict:
+    impl = next(i for i in adapter.implementations() if i.op is op)
+    return run_cell(adapter, impl, dtype, "cpu", mode, QUICK, 0, known.load())
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("op", list(Op), ids=[op.value for op in Op])
+def test_the_exact_adapter_raises_no_false_alarm(op: Op, dtype: str) -> None:
+    record = _cell(EXACT, op, dtype)
+    assert record["findings"] == [], record["findings"]
+    assert record["verdict"] == "pass"
+    assert record["examples"] > 0
+    assert record["max_ulp"] == 0  # correctly rounded everywhere
+
+
+BROKEN = broken_adapters()
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_broken_adapters_are_flagged_with_the_right_verdict(name: str) -> None:
+    adapter, op, verdict, kind = BROKEN[name]
+    mode = "compiled" if name == "compiled-only-error" else "eager"
+    dtype = "float16" if name == "float32-output" else "float32"
+    record = _cell(adapter, op, dtype, mode)
+    kinds = {f["kind"] for f in record["findings"]}
+    assert kind in kinds, record["findings"]
+    assert verdict in {f["verdict"] for f in record["findings"]}
+    assert record["unexpected"] is not None
+
+
+def test_a_mode_only_fault_spares_the_other_mode() -> None:
+    adapter, op, _, _ = BROKEN["compiled-only-error"]
+    assert _cell(adapter, op, mode="eager")["verdict"] == "pass"
+
+
+def test_a_size_only_fault_is_caught_by_the_large_vocabulary_case() -> None:
+    adapter, op, _, _ = BROKEN["large-rows-only"]
+    cases = {f["case"] for f in _cell(adapter, op)["findings"]}
+    assert "large-vocabulary" in cases or any(c.startswith("drawn") for c in cases)
+
+
+def test_drawn_inputs_depend_only_on_the_seed() -> None:
+    impl = next(i for i in EXACT.implementations() if i.op is Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
+    first = drawn_inputs(impl, "bfloat16", QUICK, seed=3)
+    again = drawn_inputs(impl, "bfloat16", QUICK, seed=3)
+    other = drawn_inputs(impl, "bfloat16", QUICK, seed=4)
+    assert len(first) == QUICK.drawn
+    assert [a.x.tobytes() for a in first] == [b.x.tobytes() for b in again]
+    assert [a.labels.tobytes() for a in first] == [b.labels.tobytes() for b in again]
+    assert [a.x.tobytes() for a in first] != [b.x.tobytes() for b in other]
+
+
+def test_known_deviations_are_reported_apart(tmp_path) -> None:
+    adapter, op, _, _ = BROKEN["no-max-shift"]
+    path = tmp_path / "known.toml"
+    path.write_text('[[deviation]]\nid = "no-shift"\nreason = "documented"\n'
+                    'link = "https://example.org"\nadapter = "no-max-shift"\n'
+                    'kind = "nan-where-defined"\n')
+    impl = next(i for i in adapter.implementations() if i.op is op)
+    record = run_cell(adapter, impl, "float32", "cpu", "eager", QUICK, 0, known.load(path))
+    marked = [f for f in record["findings"] if f["kind"] == "nan-where-defined"]
+    assert marked and all(f["known"] == "no-shift" for f in marked)
+
+
+def test_misuse_reactions_are_recorded() -> None:
+    record = _cell(EXACT, Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
+    misuse = record["misuse"]
+    assert misuse["probabilities-as-logits"]["reaction"] == "silent"
+    assert misuse["probabilities-as-logits"]["relative_error"] > 0.1
+    assert misuse["one-hot-into-sparse"]["reaction"] in {"raises", "silent", "warns"}
+
+
+def test_worst_input_is_stored_exactly() -> None:
+    from conformance.results import decode_array
+
+    adapter, op, _, _ = BROKEN["float16-intermediates"]
+    record = _cell(adapter, op)
+    worst = record["worst"]
+    x = decode_array(worst["x"])
+    assert x.dtype == np.float32
+    assert "np.frombuffer" in worst["snippet"]
