@@ -130,7 +130,23 @@ def serve(job: dict[str, Any], out: TextIO) -> None:
     say("done")
 
 
+MEMORY_ENV = "CONFORMANCE_WORKER_MEMORY_GB"
+"""When set, the worker's address space is capped at this many GiB (RLIMIT_AS), so a runaway
+allocation fails with MemoryError in that cell instead of exhausting the machine."""
+
+
+def _limit_memory() -> None:
+    limit = os.environ.get(MEMORY_ENV)
+    if not limit:
+        return
+    import resource
+
+    cap = int(float(limit) * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
 def main() -> None:
+    _limit_memory()
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # framework prints go to stderr, never into the protocol
     sys.stdout = sys.stderr
