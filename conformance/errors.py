@@ -116,8 +116,9 @@ def ulp_error(computed: np.ndarray, exact: np.ndarray, dtype: str | np.dtype) ->
 
 
 def flushed(computed: np.ndarray, exact: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
-    """Where a nonzero result below the smallest normal number came back as zero (FTZ)."""
+    """Where a result whose correct rounding is a nonzero subnormal came back as zero (FTZ)."""
     fmt = float_format(dtype)
     comp = np.asarray(computed).astype(fmt.dtype).astype(np.float64)
     exact = np.asarray(exact, dtype=np.float64)
-    return (comp == 0) & (exact != 0) & (np.abs(exact) < fmt.smallest_normal)
+    rounded = round_to(exact, fmt.dtype).astype(np.float64)
+    return (comp == 0) & (rounded != 0) & (np.abs(exact) < fmt.smallest_normal)
