@@ -1,0 +1,29 @@
+"""Framework adapters: the one interface (`adapters.base`) and a lazy registry.
+
+Importing this package, the registry or any adapter module imports no framework.
+"""
+
+from adapters.base import (
+    Adapter,
+    Axes,
+    Call,
+    ErrorInfo,
+    Implementation,
+    Outcome,
+    UnsupportedCall,
+)
+from adapters.registry import adapter_names, all_adapters, get_adapter, load_path
+
+__all__ = [
+    "Adapter",
+    "Axes",
+    "Call",
+    "ErrorInfo",
+    "Implementation",
+    "Outcome",
+    "UnsupportedCall",
+    "adapter_names",
+    "all_adapters",
+    "get_adapter",
+    "load_path",
+]

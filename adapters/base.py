@@ -12,27 +12,27 @@ from __future__ import annotations
 import abc
 import contextlib
 import enum
-import importlib.metadata
-import importlib.util
-import io
-import os
 import sys
-import tempfile
 import time
-import traceback
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from conformance.dtypes import FLOAT_DTYPES, as_dtype, dtype_name
+from adapters.common import (
+    capture,
+    distribution_version,
+    exact_cast,
+    module_installed,
+    nvidia_gpu_present,
+)
+from conformance.dtypes import FLOAT_DTYPES, dtype_name
 from conformance.ops import LabelKind, Op, Option, Reduction, spec
 
 MODES: tuple[str, ...] = ("eager", "compiled", "compiled-xla")
-"""eager; compiled (jax.jit, tf.function, torch.compile); compiled-xla (tf.function(jit_compile))."""
+"""eager; compiled: jax.jit, tf.function, torch.compile; compiled-xla: tf.function(jit_compile)."""
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 """Device names are the same for every framework."""
 
@@ -55,7 +55,7 @@ Runner = Callable[[Any, Any, dict[str, Any], Any], tuple[Any, Any]]
 """runner(x, labels, array_options, cotangent_or_None) -> (value, grad_or_None), native."""
 
 
-class Axes(str, enum.Enum):
+class Axes(enum.StrEnum):
     """Which `axis` values an implementation can express."""
 
     ELEMENTWISE = "elementwise"
@@ -184,7 +184,7 @@ class ErrorInfo:
     """An exception the framework raised (captured, never propagated)."""
 
     type: str
-    """Qualified exception type, e.g. 'tensorflow.python.framework.errors_impl.InvalidArgumentError'."""
+    """Qualified exception type, e.g. 'torch.OutOfMemoryError'."""
     message: str
     """First non-empty line of the message."""
     stage: str = "call"
@@ -192,9 +192,14 @@ class ErrorInfo:
 
     @classmethod
     def from_exception(cls, exc: BaseException, stage: str = "call") -> ErrorInfo:
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        message = lines[0] if lines else ""
+        if message.endswith(":"):  # e.g. TF's 'Graph execution error:' then a traceback
+            detail = [ln for ln in lines[1:] if not ln.endswith(":")
+                      and not ln.startswith(("File ", "Detected at node"))]
+            message = f"{message} {detail[0]}" if detail else message
         kind = type(exc)
-        return cls(f"{kind.__module__}.{kind.__qualname__}", lines[0][:500] if lines else "", stage)
+        return cls(f"{kind.__module__}.{kind.__qualname__}", message[:500], stage)
 
 
 @dataclass
@@ -218,104 +223,6 @@ class Outcome:
     """What the adapter itself did to the inputs (e.g. a cast that was not exact)."""
 
 
-# ----------------------------------------------------------------------------- capture
-
-_TMP_FILES: list[Any] = []
-_CAPTURE_DEPTH = 0
-
-
-@dataclass
-class Captured:
-    """Filled in when a `capture()` block ends."""
-
-    warnings: list[str] = field(default_factory=list)
-    stderr: str = ""
-
-
-@contextlib.contextmanager
-def capture() -> Iterator[Captured]:
-    """Record Python warnings, sys.stderr and native writes to fd 2 inside the block."""
-    global _CAPTURE_DEPTH
-    box = Captured()
-    depth = _CAPTURE_DEPTH
-    if len(_TMP_FILES) <= depth:
-        _TMP_FILES.append(tempfile.TemporaryFile())
-    tmp = _TMP_FILES[depth]
-    tmp.seek(0)
-    tmp.truncate()
-    py_err = io.StringIO()
-    _flush_stderr()
-    try:
-        saved: int | None = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-    except OSError:  # no fd 2 to redirect: capture Python-level text only
-        saved = None
-    _CAPTURE_DEPTH += 1
-    try:
-        with warnings.catch_warnings(record=True) as records, \
-                contextlib.redirect_stderr(py_err):
-            warnings.simplefilter("always")
-            yield box
-            box.warnings = [f"{w.category.__name__}: {w.message}" for w in records]
-    finally:
-        _CAPTURE_DEPTH -= 1
-        _flush_stderr()
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        native = tmp.read().decode("utf-8", errors="replace")
-        box.stderr = native + py_err.getvalue()
-
-
-def _flush_stderr() -> None:
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    with contextlib.suppress(Exception):
-        sys.__stderr__.flush()  # type: ignore[union-attr]
-
-
-# ----------------------------------------------------------------------------- numpy side
-
-def exact_cast(a: np.ndarray, dtype: str | np.dtype) -> tuple[np.ndarray, bool]:
-    """`a` in `dtype` (C-contiguous copy) and whether every value survived unchanged."""
-    target = as_dtype(dtype)
-    out = np.array(a, dtype=target, order="C", copy=True)
-    if a.dtype == target:
-        return out, True
-    if target.kind in "iub":
-        return out, bool(np.array_equal(out, a))
-    back = out.astype(np.float64)
-    src = np.asarray(a, dtype=np.float64)
-    same = (back == src) | (np.isnan(back) & np.isnan(src))
-    return out, bool(same.all())
-
-
-def nvidia_gpu_present() -> bool:
-    """A cheap check (no framework import) that this machine has an NVIDIA GPU."""
-    return os.path.exists("/dev/nvidiactl") or os.path.isdir("/proc/driver/nvidia/gpus")
-
-
-def distribution_version(*names: str) -> str | None:
-    """The installed version of the first of `names` that is installed."""
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def module_installed(name: str) -> bool:
-    """Whether `import name` can find the module (nothing is imported)."""
-    if name in sys.modules:
-        return sys.modules[name] is not None
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 # ----------------------------------------------------------------------------- adapter
 
 class Adapter(abc.ABC):
@@ -335,11 +242,22 @@ class Adapter(abc.ABC):
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple[Any, ...], Runner] = OrderedDict()
+        self._impls: list[Implementation] | None = None
+        self._modes: dict[str, str] | None = None
 
     # -- what it offers
     @abc.abstractmethod
+    def _implementations(self) -> list[Implementation]:
+        """Every API this adapter binds (called once; never imports the framework)."""
+
     def implementations(self) -> list[Implementation]:
         """Every API this adapter binds, with what each declares."""
+        if self._impls is None:
+            self._impls = list(self._implementations())
+            names = [i.name for i in self._impls]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{self.name}: duplicate implementation names")
+        return self._impls
 
     def implementation(self, name: str) -> Implementation:
         for impl in self.implementations():
@@ -391,6 +309,11 @@ class Adapter(abc.ABC):
     def _build(self, fn: Callable[..., Any], mode: str, grad: bool) -> Runner:
         """Wrap fn(x, labels, arrays) for `mode`; with grad, also return the VJP."""
 
+    def _import(self) -> None:
+        """Import the framework (run() calls it outside the capture, so that import-time
+        log lines are not blamed on the first call)."""
+        return None
+
     def _device_scope(self, device: str) -> contextlib.AbstractContextManager[Any]:
         """A context the conversions and the call run in (e.g. tf.device)."""
         return contextlib.nullcontext()
@@ -401,7 +324,10 @@ class Adapter(abc.ABC):
         reason = impl.check(call)
         if reason:
             return reason
-        mode_reason = self.mode_availability().get(call.mode, f"no mode {call.mode!r}")
+        modes = getattr(self, "_modes", None)
+        if modes is None:  # fixed for the adapter's life: computed once
+            modes = self._modes = self.mode_availability()
+        mode_reason = modes.get(call.mode, f"no mode {call.mode!r}")
         if mode_reason:
             return mode_reason
         if call.device != "cpu" and call.device not in self.devices():
@@ -416,6 +342,7 @@ class Adapter(abc.ABC):
         reason = self.check(impl, call)
         if reason:
             raise UnsupportedCall(reason)
+        self._import()
         out = Outcome()
         options = {**OPTION_DEFAULTS, **call.options}
         kwargs = {k: options[k] for k in impl.option_names}
@@ -473,7 +400,8 @@ class Adapter(abc.ABC):
             with self._device_scope(call.device):
                 native = {k: None if v is None else self._to_native(v, call.device)
                           for k, v in inputs.items()}
-                runner = self._runner(impl, call.mode, static, key)
+                runner = self._runner(impl, call.mode, static, key,
+                                      grad=call.cotangent is not None)
                 stage = "call"
                 arrays = {k: native[k] for k in native if k in ARRAY_OPTIONS}
                 value, grad = runner(native["x"], native["labels"], arrays, native["cotangent"])
@@ -485,7 +413,7 @@ class Adapter(abc.ABC):
         return value_np, grad_np, None
 
     def _runner(self, impl: Implementation, mode: str, static: dict[str, Any],
-                key: tuple[Any, ...]) -> Runner:
+                key: tuple[Any, ...], grad: bool) -> Runner:
         runner = self._cache.get(key)
         if runner is not None:
             self._cache.move_to_end(key)
@@ -494,13 +422,9 @@ class Adapter(abc.ABC):
         def fn(x: Any, labels: Any, arrays: dict[str, Any]) -> Any:
             return impl.fn(x, labels, **static, **arrays)
 
-        runner = self._build(fn, mode, grad=key[3])
+        runner = self._build(fn, mode, grad)
         self._cache[key] = runner
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return runner
 
-
-def format_exception_short(exc: BaseException) -> str:
-    """One line for logs: 'Type: message'."""
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[0]

@@ -1,44 +1,55 @@
-"""The exact reference: the value every catalog operation should have. (API CONTRACT STUB)
+"""The exact reference: the value every catalog operation should have.
 
-This stub fixes the public API; the implementation replaces the bodies.
+`evaluate(op, x, labels, **options)` gives float64 values of a catalog op on exactly
+taken inputs (any float dtype, bfloat16 included), and `vjp(...)` the gradient of
+sum(cotangent * op(x, ...)) with respect to x (logits or probabilities). Where
+mathematics gives no value the result is NaN and `Exact.undefined` says why.
+
+Accuracy, per output element (proofs and measurements: docs/reference.md):
+
+* the *target* is x's dtype (or `target=`); for float16, bfloat16 and float32 targets the
+  error is at most 2**-8 ULP of the target (tier 1: float64 with stable formulas, a few
+  float64 ULP where nothing cancels);
+* for float64 targets the error is below 1 float64 ULP (tier 2: longdouble, bound
+  <= 0.25 ULP before the final rounding);
+* rows whose a-priori bound misses the tolerance go up a tier, finally to mpmath with
+  Ziv's loop (correctly rounded). `_precision.USE_LONGDOUBLE = False` skips longdouble,
+  as on platforms whose longdouble is plain double.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+import math
 
 import numpy as np
 
-from conformance.ops import Op, Reduction
+from conformance import _reference_kernels as K
+from conformance._reference_core import Exact, Undefined, tiered
+from conformance._reference_kernels import Rows
+from conformance.dtypes import FloatFormat, float_format
+from conformance.ops import Op, Option, Reduction, spec
 
+__all__ = ["Exact", "Undefined", "evaluate", "log_softmax", "logsumexp", "softmax", "vjp"]
 
-class Undefined(enum.IntEnum):
-    """Why the reference gives no number (its value is NaN there), per output element."""
-
-    DEFINED = 0
-    NAN_INPUT = 1
-    """A NaN among the inputs the element depends on."""
-    FULLY_MASKED = 2
-    """Every entry of the row is -inf or masked out, so the value is 0/0 or -inf - -inf."""
-    INDETERMINATE_INF = 3
-    """Two or more +inf logits in a row (inf/inf), or a +inf next to a -inf label term."""
-    INVALID_LABEL = 4
-    """An integer label outside [0, K) that is not the ignore index."""
-    INVALID_PROBABILITY = 5
-    """A probability outside [0, 1] where its logarithm is needed."""
-    NO_WEIGHT = 6
-    """A weighted mean over zero total weight (every example ignored or weighted 0)."""
-
-
-@dataclass(frozen=True)
-class Exact:
-    """A reference result: float64 values and, per element, why a value is missing."""
-
-    value: np.ndarray
-    """float64; NaN exactly where `undefined` is not DEFINED."""
-    undefined: np.ndarray
-    """uint8 codes of `Undefined`, the shape of `value`."""
+_SOFTMAX_LIKE = (Op.SOFTMAX, Op.LOG_SOFTMAX, Op.LOGSUMEXP)
+_DEFAULTS: dict[str, object] = {
+    "axis": -1,
+    "where": None,
+    "scale": None,
+    "label_smoothing": 0.0,
+    "class_weights": None,
+    "ignore_index": None,
+    "reduction": Reduction.NONE,
+    "target": None,
+}
+_OPTION_OF = {
+    "where": Option.WHERE,
+    "scale": Option.SCALE,
+    "label_smoothing": Option.LABEL_SMOOTHING,
+    "class_weights": Option.CLASS_WEIGHTS,
+    "ignore_index": Option.IGNORE_INDEX,
+    "reduction": Option.REDUCTION,
+}
 
 
 def evaluate(
@@ -53,9 +64,26 @@ def evaluate(
     class_weights: np.ndarray | None = None,
     ignore_index: int | None = None,
     reduction: Reduction | str = Reduction.NONE,
+    target: str | np.dtype | None = None,
 ) -> Exact:
-    """The exact value of `op` on exactly-taken inputs (any float dtype, bf16 included)."""
-    raise NotImplementedError
+    """The exact value of `op` on exactly-taken inputs (any float dtype, bf16 included).
+
+    axis: the class axis (softmax-like ops: an int, a tuple of ints or None for all
+    axes; binary losses: None for element-wise losses, an int to average over it).
+    where: boolean mask broadcastable to x; False entries take no part. scale:
+    logsumexp's factors b >= 0 (b = 0 removes a term). target: the dtype whose accuracy
+    is needed (default: x's dtype). Special values: docs/reference.md."""
+    opts = {
+        "axis": axis,
+        "where": where,
+        "scale": scale,
+        "label_smoothing": label_smoothing,
+        "class_weights": class_weights,
+        "ignore_index": ignore_index,
+        "reduction": reduction,
+        "target": target,
+    }
+    return _dispatch(op, x, labels, None, opts)
 
 
 def vjp(
@@ -66,8 +94,16 @@ def vjp(
     cotangent: np.ndarray,
     **options: object,
 ) -> Exact:
-    """The exact gradient of sum(cotangent * op(x, labels, **options)) with respect to x."""
-    raise NotImplementedError
+    """The exact gradient of sum(cotangent * op(x, labels, **options)) with respect to x.
+
+    `cotangent` has the shape of the op's output (0-d for a reduced loss) and takes the
+    same options as `evaluate`. The gradient is the limit of the finite formula at -inf
+    logits (0 for softmax, -c_j for cross-entropy); masked entries get 0."""
+    unknown = set(options) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown options: {sorted(unknown)}")
+    opts = {**_DEFAULTS, **options}
+    return _dispatch(op, x, labels, np.asarray(cotangent), opts)
 
 
 def softmax(
@@ -86,3 +122,216 @@ def logsumexp(
     x: np.ndarray, axis: int | tuple[int, ...] = -1, *, where: np.ndarray | None = None
 ) -> np.ndarray:
     return evaluate(Op.LOGSUMEXP, x, axis=axis, where=where).value
+
+
+# ---------------------------------------------------------------- inputs
+def exact_f64(a: object, what: str = "x") -> np.ndarray:
+    """Float inputs as float64, exactly (bfloat16/float16/float32 widen without rounding)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind in "biu" or arr.dtype.itemsize <= 8 or arr.dtype == object:
+        out = arr.astype(np.float64, copy=False)
+    else:
+        out = arr.astype(np.float64)
+        back = out.astype(arr.dtype)
+        if not np.all((back == arr) | np.isnan(out)):
+            raise ValueError(f"{what} has values that float64 cannot hold exactly")
+    return out
+
+
+def target_format(x: object, target: object) -> FloatFormat:
+    """The format whose ULPs the accuracy guarantee is stated in."""
+    if target is not None:
+        return float_format(target)
+    dt = np.asarray(x).dtype
+    try:
+        fmt = float_format(dt)
+    except (TypeError, ValueError):
+        return float_format(np.float64)
+    return fmt if fmt.precision <= 53 else float_format(np.float64)
+
+
+def normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= int(a) < ndim:
+            raise ValueError(f"axis {a} out of range for {ndim} dimensions")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {axis}")
+    return tuple(out)
+
+
+class RowView:
+    """An array seen as rows (batch, classes): `axes` moved last and flattened."""
+
+    def __init__(self, shape: tuple[int, ...], axes: tuple[int, ...]):
+        self.shape, self.axes = shape, axes
+        self.batch_axes = tuple(i for i in range(len(shape)) if i not in axes)
+        self.perm = self.batch_axes + axes
+        self.batch_shape = tuple(shape[i] for i in self.batch_axes)
+        self.R = math.prod(self.batch_shape)
+        self.K = math.prod(shape[i] for i in axes)
+
+    def rows(self, a: np.ndarray) -> np.ndarray:
+        a = np.broadcast_to(a, self.shape)
+        return np.ascontiguousarray(np.transpose(a, self.perm).reshape(self.R, self.K))
+
+    def batch(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.broadcast_to(a, self.batch_shape).reshape(self.R))
+
+    def unrows(self, a: np.ndarray) -> np.ndarray:
+        full = a.reshape(self.batch_shape + tuple(self.shape[i] for i in self.axes))
+        return np.transpose(full, np.argsort(self.perm))
+
+
+def _check_options(op: Op, opts: dict[str, object]) -> None:
+    allowed = spec(op).options
+    for name, option in _OPTION_OF.items():
+        value = opts[name]
+        default = _DEFAULTS[name]
+        changed = value is not None if default is None else value != default
+        if name == "reduction":
+            changed = Reduction(value) != Reduction.NONE
+        if changed and option not in allowed:
+            raise ValueError(f"{op} takes no {name}= option")
+
+
+def _dispatch(
+    op: Op | str, x: object, labels: object, cot: np.ndarray | None, opts: dict[str, object]
+) -> Exact:
+    op = Op(op)
+    _check_options(op, opts)
+    fmt = target_format(x, opts["target"])
+    xs = exact_f64(x)
+    if op in _SOFTMAX_LIKE:
+        return _softmax_like(op, xs, fmt, cot, opts)
+    from conformance import _reference_losses
+
+    return _reference_losses.loss(op, xs, labels, fmt, cot, opts)
+
+
+# ---------------------------------------------------------------- softmax family
+def canonical_rows(xe: np.ndarray) -> dict[str, np.ndarray]:
+    """Special-value analysis of rows whose excluded entries are already -inf.
+
+    One +inf: the limit, 0 there and -inf elsewhere. Returns the canonical rows and per
+    row: NaN present, +inf count, finite mask, finite count, max and argmax."""
+    nan = np.isnan(xe).any(axis=1)
+    pinf = (xe == np.inf).sum(axis=1)
+    one = pinf == 1
+    xc = xe.copy()
+    if one.any():
+        xc[one] = np.where(xe[one] == np.inf, 0.0, -np.inf)
+    xc[nan] = -np.inf
+    fin = np.isfinite(xc)
+    nfin = fin.sum(axis=1)
+    masked = np.where(fin, xc, -np.inf)
+    k = np.argmax(masked, axis=1) if xc.shape[1] else np.zeros(len(xc), dtype=np.intp)
+    m = masked[np.arange(len(xc)), k] if xc.shape[1] else np.zeros(len(xc))
+    return {"x": xc, "nan": nan, "pinf": pinf, "fin": fin, "nfin": nfin, "m": m, "k": k}
+
+
+def _softmax_like(
+    op: Op, x: np.ndarray, fmt: FloatFormat, cot: np.ndarray | None, opts: dict[str, object]
+) -> Exact:
+    view = RowView(x.shape, normalize_axes(opts["axis"], x.ndim))
+    xr = view.rows(x)
+    R, Kc = xr.shape
+    if opts["where"] is None and opts["scale"] is None and Kc and np.isfinite(xr).all():
+        fast = _softmax_fast(op, xr, view, fmt, cot)
+        if fast is not None:
+            return fast
+    part = (
+        np.ones_like(xr, dtype=bool)
+        if opts["where"] is None
+        else view.rows(np.asarray(opts["where"], dtype=bool))
+    )
+    b = None
+    if opts["scale"] is not None:
+        b = view.rows(exact_f64(opts["scale"], "scale"))
+        if (b < 0).any():
+            raise ValueError("logsumexp scale factors must be >= 0")
+        part = part & (b != 0)
+    xe = np.where(part, xr, -np.inf)
+    if b is not None:  # +inf factors: an infinite term unless exp(x) = 0 (then inf * 0)
+        binf = np.isinf(b) & part
+        xe = np.where(binf & ~np.isnan(xe) & (xe > -np.inf), np.inf, xe)
+        xe = np.where(np.isnan(b) & part, np.nan, xe)
+    cr = canonical_rows(xe)
+    codes = np.zeros(R, dtype=np.uint8)
+    codes[cr["nan"]] = Undefined.NAN_INPUT
+    lse_fwd = op is Op.LOGSUMEXP and cot is None
+    if b is not None:
+        ind = (np.isinf(b) & part & ((xe == -np.inf) | (cot is not None))).any(axis=1)
+        codes[(codes == 0) & ind] = Undefined.INDETERMINATE_INF
+    if not lse_fwd:
+        codes[(codes == 0) & (cr["pinf"] >= 2)] = Undefined.INDETERMINATE_INF
+        codes[(codes == 0) & (cr["nfin"] == 0)] = Undefined.FULLY_MASKED
+    g_rows = None
+    if cot is not None:
+        if op is Op.LOGSUMEXP:
+            g_rows = np.broadcast_to(view.batch(exact_f64(cot, "cotangent"))[:, None], xr.shape)
+        else:
+            g_rows = np.where(part, view.rows(exact_f64(cot, "cotangent")), 0.0)
+        gnan = (np.isnan(g_rows) & part).any(axis=1)
+        ginf = (np.isinf(g_rows) & part).any(axis=1)
+        codes = np.where((codes == 0) & gnan, np.uint8(Undefined.NAN_INPUT), codes)
+        codes = np.where((codes == 0) & ginf, np.uint8(Undefined.INDETERMINATE_INF), codes)
+    reg = (codes == 0) & (cr["nfin"] > 0)
+    if lse_fwd:
+        reg &= cr["pinf"] == 0
+    rows = Rows({"x": cr["x"][reg], "fin": cr["fin"][reg], "m": cr["m"][reg], "k": cr["k"][reg]})
+    if b is not None:
+        rows.a["b"] = np.where(cr["fin"][reg], b[reg], 0.0)
+    if g_rows is not None:
+        rows.a["g"] = np.ascontiguousarray(g_rows[reg])
+        rows.a["g_row"] = np.ascontiguousarray(g_rows[reg][:, 0]) if Kc else np.zeros(0)
+    kernel, zero, n_out = _SOFTMAX_KERNELS[(op, cot is not None, b is not None)]
+    n_out = Kc if n_out is None else n_out
+    hi, _, _ = tiered(kernel, rows, n_out, fmt, zero)
+    if op is Op.LOGSUMEXP and cot is None:
+        out = np.full(R, np.nan)
+        out[reg] = hi[:, 0]
+        out[(codes == 0) & (cr["pinf"] > 0)] = np.inf
+        out[(codes == 0) & (cr["pinf"] == 0) & (cr["nfin"] == 0)] = -np.inf
+        out[codes != 0] = np.nan
+        return Exact(out.reshape(view.batch_shape), codes.reshape(view.batch_shape))
+    out = np.full((R, Kc), np.nan)
+    out[reg] = hi
+    out[~part & (codes == 0)[:, None]] = -np.inf if op is Op.LOG_SOFTMAX and cot is None else 0.0
+    out[codes != 0] = np.nan
+    full_codes = np.ascontiguousarray(np.broadcast_to(codes[:, None], out.shape))
+    return Exact(view.unrows(out), view.unrows(full_codes))
+
+
+def _softmax_fast(op: Op, xr: np.ndarray, view: RowView, fmt: FloatFormat,
+                  cot: np.ndarray | None) -> Exact | None:
+    """Rows without any special value: no masks, no patching, no copies."""
+    rows = Rows({"x": xr, "m": xr.max(axis=1), "k": xr.argmax(axis=1)})
+    if cot is not None:
+        g = exact_f64(cot, "cotangent")
+        g = view.batch(g)[:, None] if op is Op.LOGSUMEXP else view.rows(g)
+        if not np.isfinite(g).all():
+            return None
+        rows.a["g"] = g
+        rows.a["g_row"] = g[:, 0]
+    kernel, zero, n_out = _SOFTMAX_KERNELS[(op, cot is not None, False)]
+    hi, _, _ = tiered(kernel, rows, xr.shape[1] if n_out is None else n_out, fmt, zero)
+    if op is Op.LOGSUMEXP and cot is None:
+        return Exact(hi.reshape(view.batch_shape), np.zeros(view.batch_shape, dtype=np.uint8))
+    return Exact(view.unrows(hi), np.zeros(view.shape, dtype=np.uint8))
+
+
+_SOFTMAX_KERNELS = {
+    (Op.SOFTMAX, False, False): (K.softmax, None, None),
+    (Op.LOG_SOFTMAX, False, False): (K.log_softmax, None, None),
+    (Op.LOGSUMEXP, False, False): (K.logsumexp, None, 1),
+    (Op.LOGSUMEXP, False, True): (K.logsumexp_scaled, None, 1),
+    (Op.SOFTMAX, True, False): (K.softmax_vjp, K.softmax_vjp_zero, None),
+    (Op.LOG_SOFTMAX, True, False): (K.log_softmax_vjp, K.log_softmax_vjp_zero, None),
+    (Op.LOGSUMEXP, True, False): (K.logsumexp_vjp, None, None),
+    (Op.LOGSUMEXP, True, True): (K.logsumexp_vjp, None, None),
+}

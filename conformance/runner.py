@@ -215,7 +215,7 @@ def run_adapter(
                     progress("skipped", {"adapter": name, "reason": result.skipped})
                     return result
                 record = _crashed_record(
-                    name,
+                    adapter.name,
                     adapter.framework,
                     adapter.version(),
                     current,
