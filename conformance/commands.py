@@ -152,6 +152,12 @@ def run_command(args: argparse.Namespace) -> int:
         outcomes = runner.run(options, out, display.update)
     records = read_records(out).records
     display.summary(records, outcomes, out)
+    report = args.report or (None if args.out else DEFAULT_OUT.with_name("index.html"))
+    if report is not None:
+        from conformance.report import write_report
+
+        write_report([out], report)
+        print(f"report: {report}", file=sys.stderr)
     failed = any(r.get("unexpected") for r in records)
     return 1 if failed else 0
 
@@ -185,6 +191,75 @@ def replay_command(args: argparse.Namespace) -> int:
     from conformance.replay import replay
 
     return replay(args.results, args.cell)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from conformance.report import write_report
+    from conformance.results import ResultsError
+
+    if not args.results:
+        raise UsageError("report: give at least one results file")
+    _check_writable(args.out)
+    try:
+        write_report(list(args.results), args.out, list(args.baseline) or None)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"report: {args.out}")
+    return 0
+
+
+def diff_cli(args: argparse.Namespace) -> int:
+    from conformance.diff import diff_command
+    from conformance.results import ResultsError
+
+    try:
+        return diff_command([args.baseline], [args.current])
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def add_commands(sub: Any) -> None:
+    """Register run, report, diff, replay and merge on the `conformance` parser."""
+    p = sub.add_parser("run", help="run the conformance cells and write results (+ report)")
+    add_run_arguments(p)
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.html",
+        help="also write the HTML report (default: reports/index.html when --out is not given)",
+    )
+    p.set_defaults(func=lambda a: main_guarded(run_command, a))
+    p = sub.add_parser("report", help="one self-contained HTML report from results files")
+    p.add_argument("results", nargs="*", type=Path, metavar="RESULTS.jsonl")
+    p.add_argument("-o", "--out", type=Path, default=Path("reports") / "index.html")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="OLD.jsonl",
+        help="add a regression section against these results",
+    )
+    p.set_defaults(func=lambda a: main_guarded(report_command, a))
+    p = sub.add_parser("diff", help="compare two results files; exit 1 on a regression")
+    p.add_argument("baseline", type=Path)
+    p.add_argument("current", type=Path)
+    p.set_defaults(func=lambda a: main_guarded(diff_cli, a))
+    p = sub.add_parser("replay", help="re-run the stored worst input of a cell")
+    p.add_argument("results", type=Path, metavar="RESULTS.jsonl")
+    p.add_argument(
+        "cell",
+        nargs="?",
+        default=None,
+        help="adapter/implementation/dtype/device/mode (a unique prefix);"
+        " default: the first cell with an unexpected finding",
+    )
+    p.set_defaults(func=lambda a: main_guarded(replay_command, a))
+    p = sub.add_parser("merge", help="join result shards into one file")
+    p.add_argument("files", nargs="*", type=Path, metavar="SHARD.jsonl")
+    p.add_argument("-o", "--out", type=Path, required=True)
+    p.set_defaults(func=lambda a: main_guarded(merge_command, a))
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Counter[str]]:

@@ -1,0 +1,116 @@
+"""A run survives what frameworks do: crashes, hangs, kill -9 of the runner, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance import runner
+from conformance.results import read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+OPS = 9  # one exact implementation per catalog op
+
+
+def _run(adapter: str, out: Path, timeout: float = 20.0, **extra) -> list[dict]:
+    options = runner.RunOptions(adapters=[adapter], dtypes=["float32"], modes=["eager"],
+                                cell_timeout_s=timeout, jobs=1, **extra)
+    runner.run(options, out, lambda event, data: None)
+    report = read_records(out)
+    assert not report.torn_lines
+    return report.records
+
+
+FAULTS = {
+    "AbortAdapter": ("crashed", "signal 6"),
+    "SegfaultAdapter": ("crashed", "signal 11"),
+    "SigkillAdapter": ("crashed", "signal 9"),
+    "HangAdapter": ("timeout", "no answer"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_fault_costs_only_its_cell(fault: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    verdict, words = FAULTS[fault]
+    started = time.monotonic()
+    records = _run(f"tests.fault_adapters:{fault}", tmp_path / "r.jsonl", timeout=5.0)
+    assert len(records) == OPS  # every cell recorded, the faulty one included
+    bad = [r for r in records if r["verdict"] != "pass"]
+    assert [(r["implementation"], r["verdict"]) for r in bad] == [("exact.softmax", verdict)]
+    assert words in bad[0]["findings"][0]["detail"]
+    assert time.monotonic() - started < 120
+
+
+def test_a_runaway_allocation_is_contained(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("CONFORMANCE_WORKER_MEMORY_GB", "2")
+    records = _run("tests.fault_adapters:RunawayAllocationAdapter", tmp_path / "r.jsonl",
+                   timeout=10.0)
+    assert len(records) == OPS
+    bad = [r for r in records if r["verdict"] != "pass"]
+    assert [r["implementation"] for r in bad] == ["exact.softmax"]
+    assert bad[0]["verdict"] in {"error", "crashed", "timeout"}
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "conformance.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def _cells(path: Path) -> dict[tuple, tuple]:
+    return {(r["implementation"], r["dtype"]): (r["verdict"], r["examples"], r["max_ulp"],
+                                                 (r.get("worst") or {}).get("x"))
+            for r in read_records(path).records}
+
+
+def test_kill_dash_nine_then_resume_gives_the_uninterrupted_result(tmp_path: Path) -> None:
+    args = ["run", "--adapter", "tests.fault_adapters:SlowAdapter", "--dtype", "float32",
+            "--dtype", "float16", "--mode", "eager", "--jobs", "1"]
+    whole = tmp_path / "whole.jsonl"
+    assert _cli(*args, "--out", str(whole)).returncode == 0
+    cut = tmp_path / "cut.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", *args, "--out", str(cut)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if cut.exists() and len(read_records(cut).records) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = read_records(cut)
+    assert 3 <= len(partial.records) < 2 * OPS
+    with cut.open("a") as f:
+        f.write('{"schema": "logit-conformance/result/1", "adapter": "slow-ex')  # a torn tail
+    resumed = _cli(*args, "--out", str(cut), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _cells(cut) == _cells(whole)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--framework", "no-such-framework"], "unknown framework"),
+        (["run", "--adapter", "no_such_module:Thing"], "cannot import module"),
+        (["run", "--adapter", "conformance.ops:Op"], "expected an adapters.base.Adapter"),
+        (["run", "--shard", "3/2"], "--shard"),
+        (["run", "--dtype", "float8"], "--dtype"),
+        (["run", "--out", "/proc/forbidden/results.jsonl"], "cannot write"),
+        (["replay", "/no/such/file.jsonl"], "cannot read"),
+        (["merge", "-o", "x.jsonl", "README.md"], "not JSON"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(args: list[str], message: str) -> None:
+    result = _cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
