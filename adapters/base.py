@@ -101,8 +101,9 @@ class Implementation:
             opts.add(Option.REDUCTION)
         bad = opts - spec(self.op).options
         if bad:
-            raise ValueError(f"{self.name}: options {sorted(map(str, bad))} not in the catalog"
-                             f" for {self.op}")
+            raise ValueError(
+                f"{self.name}: options {sorted(map(str, bad))} not in the catalog for {self.op}"
+            )
         object.__setattr__(self, "options", frozenset(opts))
         object.__setattr__(self, "op", Op(self.op))
         if self.label_dtype is None and spec(self.op).labels != LabelKind.NONE:
@@ -195,8 +196,11 @@ class ErrorInfo:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         message = lines[0] if lines else ""
         if message.endswith(":"):  # e.g. TF's 'Graph execution error:' then a traceback
-            detail = [ln for ln in lines[1:] if not ln.endswith(":")
-                      and not ln.startswith(("File ", "Detected at node"))]
+            detail = [
+                ln
+                for ln in lines[1:]
+                if not ln.endswith(":") and not ln.startswith(("File ", "Detected at node"))
+            ]
             message = f"{message} {detail[0]}" if detail else message
         kind = type(exc)
         return cls(f"{kind.__module__}.{kind.__qualname__}", message[:500], stage)
@@ -224,6 +228,7 @@ class Outcome:
 
 
 # ----------------------------------------------------------------------------- adapter
+
 
 class Adapter(abc.ABC):
     """A framework's side of the interface; the harness sees only this.
@@ -293,8 +298,13 @@ class Adapter(abc.ABC):
 
     def environment(self) -> dict[str, Any]:
         """Settings that change numerics (may import the framework)."""
-        return {"adapter": self.name, "framework": self.framework, "version": self.version(),
-                "numpy": np.__version__, "python": sys.version.split()[0]}
+        return {
+            "adapter": self.name,
+            "framework": self.framework,
+            "version": self.version(),
+            "numpy": np.__version__,
+            "python": sys.version.split()[0],
+        }
 
     # -- the framework's part
     @abc.abstractmethod
@@ -342,7 +352,12 @@ class Adapter(abc.ABC):
         reason = self.check(impl, call)
         if reason:
             raise UnsupportedCall(reason)
-        self._import()
+        try:
+            self._import()
+        except Exception as exc:
+            raise UnsupportedCall(
+                f"{self.name} is unavailable: {type(exc).__name__}: {exc}"
+            ) from exc
         out = Outcome()
         options = {**OPTION_DEFAULTS, **call.options}
         kwargs = {k: options[k] for k in impl.option_names}
@@ -353,9 +368,14 @@ class Adapter(abc.ABC):
         arrays_np = {k: kwargs.pop(k) for k in list(kwargs) if k in ARRAY_OPTIONS}
         x_dtype = dtype_name(call.x.dtype)
         inputs = self._numpy_inputs(impl, call, arrays_np, x_dtype, out.notes)
-        key = (impl.name, call.mode, call.device, call.cotangent is not None,
-               tuple(sorted(kwargs.items(), key=lambda kv: kv[0])),
-               *((k, v.shape, v.dtype.str) if v is not None else (k,) for k, v in inputs.items()))
+        key = (
+            impl.name,
+            call.mode,
+            call.device,
+            call.cotangent is not None,
+            tuple(sorted(kwargs.items(), key=lambda kv: kv[0])),
+            *((k, v.shape, v.dtype.str) if v is not None else (k,) for k, v in inputs.items()),
+        )
         started = time.perf_counter()
         with capture() as cap:
             out.value, out.grad, out.error = self._execute(impl, call, kwargs, inputs, key)
@@ -367,8 +387,14 @@ class Adapter(abc.ABC):
             out.grad_dtype = dtype_name(out.grad.dtype)
         return out
 
-    def _numpy_inputs(self, impl: Implementation, call: Call, arrays: dict[str, Any],
-                      x_dtype: str, notes: list[str]) -> dict[str, np.ndarray | None]:
+    def _numpy_inputs(
+        self,
+        impl: Implementation,
+        call: Call,
+        arrays: dict[str, Any],
+        x_dtype: str,
+        notes: list[str],
+    ) -> dict[str, np.ndarray | None]:
         """Every array of the call, in the dtype the framework is given."""
         res: dict[str, np.ndarray | None] = {"x": np.array(call.x, order="C", copy=True)}
         wanted: dict[str, str] = {}
@@ -388,20 +414,27 @@ class Adapter(abc.ABC):
         for key in arrays:
             res.setdefault(key, None)
         res.setdefault("labels", None)
-        res["cotangent"] = (None if call.cotangent is None
-                            else np.array(call.cotangent, order="C", copy=True))
+        res["cotangent"] = (
+            None if call.cotangent is None else np.array(call.cotangent, order="C", copy=True)
+        )
         return res
 
-    def _execute(self, impl: Implementation, call: Call, static: dict[str, Any],
-                 inputs: dict[str, np.ndarray | None], key: tuple[Any, ...]
-                 ) -> tuple[np.ndarray | None, np.ndarray | None, ErrorInfo | None]:
+    def _execute(
+        self,
+        impl: Implementation,
+        call: Call,
+        static: dict[str, Any],
+        inputs: dict[str, np.ndarray | None],
+        key: tuple[Any, ...],
+    ) -> tuple[np.ndarray | None, np.ndarray | None, ErrorInfo | None]:
         stage = "input"
         try:
             with self._device_scope(call.device):
-                native = {k: None if v is None else self._to_native(v, call.device)
-                          for k, v in inputs.items()}
-                runner = self._runner(impl, call.mode, static, key,
-                                      grad=call.cotangent is not None)
+                native = {
+                    k: None if v is None else self._to_native(v, call.device)
+                    for k, v in inputs.items()
+                }
+                runner = self._runner(impl, call.mode, static, key, grad=call.cotangent is not None)
                 stage = "call"
                 arrays = {k: native[k] for k in native if k in ARRAY_OPTIONS}
                 value, grad = runner(native["x"], native["labels"], arrays, native["cotangent"])
@@ -412,8 +445,14 @@ class Adapter(abc.ABC):
             return None, None, ErrorInfo.from_exception(exc, stage)
         return value_np, grad_np, None
 
-    def _runner(self, impl: Implementation, mode: str, static: dict[str, Any],
-                key: tuple[Any, ...], grad: bool) -> Runner:
+    def _runner(
+        self,
+        impl: Implementation,
+        mode: str,
+        static: dict[str, Any],
+        key: tuple[Any, ...],
+        grad: bool,
+    ) -> Runner:
         runner = self._cache.get(key)
         if runner is not None:
             self._cache.move_to_end(key)
@@ -427,4 +466,3 @@ class Adapter(abc.ABC):
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return runner
-

@@ -46,9 +46,20 @@ def list_rows(names: Sequence[str] = (), probe: bool = False) -> list[dict[str, 
     rows: list[dict[str, Any]] = []
     for name, adapter, error in loaded:
         if adapter is None:
-            rows.append({"adapter": name, "framework": None, "version": None,
-                         "implementation": None, "op": None, "dtypes": [], "devices": [],
-                         "modes": [], "available": False, "reason": error})
+            rows.append(
+                {
+                    "adapter": name,
+                    "framework": None,
+                    "version": None,
+                    "implementation": None,
+                    "op": None,
+                    "dtypes": [],
+                    "devices": [],
+                    "modes": [],
+                    "available": False,
+                    "reason": error,
+                }
+            )
             continue
         info = probed.get(adapter.name)
         if info is None:
@@ -60,28 +71,31 @@ def list_rows(names: Sequence[str] = (), probe: bool = False) -> list[dict[str, 
             mode_reasons = info.get("modes", adapter.mode_availability())
         for impl in adapter.implementations():
             usable = [m for m in impl.modes if not mode_reasons.get(m)]
-            rows.append({
-                "adapter": adapter.name,
-                "framework": adapter.framework,
-                "version": adapter.version(),
-                "implementation": impl.name,
-                "op": impl.op.value,
-                "dtypes": list(impl.dtypes),
-                "devices": devices if available else [],
-                "modes": usable if available else [],
-                "unavailable_modes": {m: mode_reasons[m] for m in impl.modes
-                                      if mode_reasons.get(m)},
-                "available": bool(available and usable),
-                "reason": reason if not available else ("" if usable else "no usable mode"),
-                "options": sorted(o.value for o in impl.options),
-                "reductions": [r.value for r in impl.reductions],
-                "axes": impl.axes.value,
-                "label_dtype": impl.label_dtype,
-                "differentiable": impl.differentiable,
-                "notes": impl.notes,
-                "docs_url": impl.docs_url,
-                "probed": info is not None,
-            })
+            rows.append(
+                {
+                    "adapter": adapter.name,
+                    "framework": adapter.framework,
+                    "version": adapter.version(),
+                    "implementation": impl.name,
+                    "op": impl.op.value,
+                    "dtypes": list(impl.dtypes),
+                    "devices": devices if available else [],
+                    "modes": usable if available else [],
+                    "unavailable_modes": {
+                        m: mode_reasons[m] for m in impl.modes if mode_reasons.get(m)
+                    },
+                    "available": bool(available and usable),
+                    "reason": reason if not available else ("" if usable else "no usable mode"),
+                    "options": sorted(o.value for o in impl.options),
+                    "reductions": [r.value for r in impl.reductions],
+                    "axes": impl.axes.value,
+                    "label_dtype": impl.label_dtype,
+                    "differentiable": impl.differentiable,
+                    "notes": impl.notes,
+                    "docs_url": impl.docs_url,
+                    "probed": info is not None,
+                }
+            )
     return rows
 
 
@@ -92,8 +106,10 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     except ImportError:  # rich is a dependency, but keep `list` working without it
         for r in rows:
             state = "yes" if r["available"] else f"no ({r['reason']})"
-            print(f"{r['adapter']}\t{r['implementation']}\t{r['op']}\t"
-                  f"{','.join(r['dtypes'])}\t{','.join(r['modes'])}\t{state}")
+            print(
+                f"{r['adapter']}\t{r['implementation']}\t{r['op']}\t"
+                f"{','.join(r['dtypes'])}\t{','.join(r['modes'])}\t{state}"
+            )
         return
     table = Table(title="Adapters and implementations")
     for col in ("adapter", "implementation", "op", "dtypes", "modes", "available"):
@@ -101,13 +117,22 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     short = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
     previous = None
     for r in rows:
-        who = "" if r["adapter"] == previous else (
-            f"{r['adapter']} {r['version'] or ''}\n[dim]{' '.join(r['devices'])}[/dim]")
+        who = (
+            ""
+            if r["adapter"] == previous
+            else (f"{r['adapter']} {r['version'] or ''}\n[dim]{' '.join(r['devices'])}[/dim]")
+        )
         previous = r["adapter"]
         state = "[green]yes[/green]" if r["available"] else f"[red]no[/red]: {r['reason']}"
-        table.add_row(who, r["implementation"] or "-", r["op"] or "-",
-                      " ".join(short.get(d, d) for d in r["dtypes"]), " ".join(r["modes"]),
-                      state, end_section=False)
+        table.add_row(
+            who,
+            r["implementation"] or "-",
+            r["op"] or "-",
+            " ".join(short.get(d, d) for d in r["dtypes"]),
+            " ".join(r["modes"]),
+            state,
+            end_section=False,
+        )
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
@@ -126,16 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conformance",
         description="Judge frameworks' softmax, log_softmax, logsumexp and cross-entropy"
-                    " against an exact reference.")
+        " against an exact reference.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("list", help="adapters and implementations, with availability")
     p.add_argument("--json", action="store_true", help="a JSON list, one object per row")
-    p.add_argument("--probe", action="store_true",
-                   help="import each framework in its own process to confirm availability,"
-                        " devices and modes (slower)")
-    p.add_argument("--adapter", action="append", default=[], metavar="NAME|MODULE:ATTR",
-                   help="only these adapters (built-in, entry point or import path);"
-                        " repeatable")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="import each framework in its own process to confirm availability,"
+        " devices and modes (slower)",
+    )
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME|MODULE:ATTR",
+        help="only these adapters (built-in, entry point or import path); repeatable",
+    )
     p.set_defaults(func=cmd_list)
     from conformance.commands import add_commands
 

@@ -45,7 +45,8 @@ def _float32_round_to_odd(x: np.ndarray) -> np.ndarray:
     toward_zero = np.where(overshot, np.nextafter(nearest, np.float32(0)), nearest)
     inexact = np.isfinite(x) & (toward_zero.astype(np.float64) != x)
     bits = np.ascontiguousarray(toward_zero, dtype=np.float32).view(np.uint32)
-    return np.where(inexact, bits | np.uint32(1), bits).astype(np.uint32).view(np.float32)
+    odd = np.where(inexact.reshape(bits.shape), bits | np.uint32(1), bits).astype(np.uint32)
+    return odd.view(np.float32).reshape(x.shape)  # ascontiguousarray made 0-d arrays 1-d
 
 
 def ulp(exact: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
@@ -68,7 +69,8 @@ def ulp(exact: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
 def _ordinal(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Map floats of `dtype` to integers whose order and differences count representable
     numbers (the sign-magnitude to two's-complement fold; -0 and +0 map to 0)."""
-    bits = np.ascontiguousarray(values, dtype=dtype).view(_UINT_FOR_SIZE[dtype.itemsize])
+    values = np.asarray(values, dtype=dtype)
+    bits = np.ascontiguousarray(values).view(_UINT_FOR_SIZE[dtype.itemsize]).reshape(values.shape)
     magnitude_bits = 8 * dtype.itemsize - 1
     sign = (bits >> magnitude_bits).astype(bool)
     magnitude = (bits & ((1 << magnitude_bits) - 1)).astype(np.int64)

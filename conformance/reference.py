@@ -307,8 +307,9 @@ def _softmax_like(
     return Exact(view.unrows(out), view.unrows(full_codes))
 
 
-def _softmax_fast(op: Op, xr: np.ndarray, view: RowView, fmt: FloatFormat,
-                  cot: np.ndarray | None) -> Exact | None:
+def _softmax_fast(
+    op: Op, xr: np.ndarray, view: RowView, fmt: FloatFormat, cot: np.ndarray | None
+) -> Exact | None:
     """Rows without any special value: no masks, no patching, no copies."""
     rows = Rows({"x": xr, "m": xr.max(axis=1), "k": xr.argmax(axis=1)})
     if cot is not None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import stable_impls as impls
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import stable_impls as impls
 from conformance import reference
 from conformance.budget import budget_ratio, error_bound, vjp_error_bound
 from conformance.dtypes import FLOAT_DTYPES, as_dtype
@@ -70,7 +70,9 @@ def test_stable_losses_and_gradients_are_within_budget(x: np.ndarray, data: st.D
 @settings(max_examples=200, deadline=None)
 @given(x=logits(), data=st.data())
 def test_stable_sigmoid_cross_entropy_is_within_budget(x: np.ndarray, data) -> None:
-    z = np.asarray(data.draw(hnp.arrays(np.float64, x.shape, elements=st.sampled_from([0, 1, 0.25]))))
+    z = np.asarray(
+        data.draw(hnp.arrays(np.float64, x.shape, elements=st.sampled_from([0, 1, 0.25])))
+    )
     z = z.astype(x.dtype)
     with np.errstate(all="ignore"):
         loss = impls.stable_sigmoid_ce(x, z)
@@ -83,7 +85,11 @@ def f32(*values: float) -> np.ndarray:
 
 RNG = np.random.default_rng(7)
 BROKEN = {
-    "softmax without max shift overflows": (Op.SOFTMAX, impls.softmax_without_max_shift, f32(100, 0)),
+    "softmax without max shift overflows": (
+        Op.SOFTMAX,
+        impls.softmax_without_max_shift,
+        f32(100, 0),
+    ),
     "log of softmax underflows": (Op.LOG_SOFTMAX, impls.log_of_softmax, f32(0, -200)),
     "float16 intermediates for float32": (
         Op.SOFTMAX,

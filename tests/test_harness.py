@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from harness_adapters import ExactAdapter, broken_adapters
 
 from conformance import known
 from conformance.dtypes import FLOAT_DTYPES
 from conformance.harness import PROFILES, drawn_inputs, run_cell
 from conformance.ops import Op
-from harness_adapters import ExactAdapter, broken_adapters
 
 QUICK = PROFILES["quick"]
 EXACT = ExactAdapter()
@@ -70,9 +70,11 @@ def test_drawn_inputs_depend_only_on_the_seed() -> None:
 def test_known_deviations_are_reported_apart(tmp_path) -> None:
     adapter, op, _, _ = BROKEN["no-max-shift"]
     path = tmp_path / "known.toml"
-    path.write_text('[[deviation]]\nid = "no-shift"\nreason = "documented"\n'
-                    'link = "https://example.org"\nadapter = "no-max-shift"\n'
-                    'kind = "nan-where-defined"\n')
+    path.write_text(
+        '[[deviation]]\nid = "no-shift"\nreason = "documented"\n'
+        'link = "https://example.org"\nadapter = "no-max-shift"\n'
+        'kind = "nan-where-defined"\n'
+    )
     impl = next(i for i in adapter.implementations() if i.op is op)
     record = run_cell(adapter, impl, "float32", "cpu", "eager", QUICK, 0, known.load(path))
     marked = [f for f in record["findings"] if f["kind"] == "nan-where-defined"]

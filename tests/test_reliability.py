@@ -19,8 +19,14 @@ OPS = 9  # one exact implementation per catalog op
 
 
 def _run(adapter: str, out: Path, timeout: float = 20.0, **extra) -> list[dict]:
-    options = runner.RunOptions(adapters=[adapter], dtypes=["float32"], modes=["eager"],
-                                cell_timeout_s=timeout, jobs=1, **extra)
+    options = runner.RunOptions(
+        adapters=[adapter],
+        dtypes=["float32"],
+        modes=["eager"],
+        cell_timeout_s=timeout,
+        jobs=1,
+        **extra,
+    )
     runner.run(options, out, lambda event, data: None)
     report = read_records(out)
     assert not report.torn_lines
@@ -51,8 +57,9 @@ def test_a_fault_costs_only_its_cell(fault: str, tmp_path: Path, monkeypatch) ->
 def test_a_runaway_allocation_is_contained(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("CONFORMANCE_WORKER_MEMORY_GB", "2")
-    records = _run("tests.fault_adapters:RunawayAllocationAdapter", tmp_path / "r.jsonl",
-                   timeout=10.0)
+    records = _run(
+        "tests.fault_adapters:RunawayAllocationAdapter", tmp_path / "r.jsonl", timeout=10.0
+    )
     assert len(records) == OPS
     bad = [r for r in records if r["verdict"] != "pass"]
     assert [r["implementation"] for r in bad] == ["exact.softmax"]
@@ -60,25 +67,52 @@ def test_a_runaway_allocation_is_contained(tmp_path: Path, monkeypatch) -> None:
 
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "conformance.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "conformance.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
 
 
 def _cells(path: Path) -> dict[tuple, tuple]:
-    return {(r["implementation"], r["dtype"]): (r["verdict"], r["examples"], r["max_ulp"],
-                                                 (r.get("worst") or {}).get("x"))
-            for r in read_records(path).records}
+    return {
+        (r["implementation"], r["dtype"]): (
+            r["verdict"],
+            r["examples"],
+            r["max_ulp"],
+            (r.get("worst") or {}).get("x"),
+        )
+        for r in read_records(path).records
+    }
 
 
 def test_kill_dash_nine_then_resume_gives_the_uninterrupted_result(tmp_path: Path) -> None:
-    args = ["run", "--adapter", "tests.fault_adapters:SlowAdapter", "--dtype", "float32",
-            "--dtype", "float16", "--mode", "eager", "--jobs", "1"]
+    args = [
+        "run",
+        "--adapter",
+        "tests.fault_adapters:SlowAdapter",
+        "--dtype",
+        "float32",
+        "--dtype",
+        "float16",
+        "--mode",
+        "eager",
+        "--jobs",
+        "1",
+    ]
     whole = tmp_path / "whole.jsonl"
     assert _cli(*args, "--out", str(whole)).returncode == 0
     cut = tmp_path / "cut.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", *args, "--out", str(cut)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conformance.cli", *args, "--out", str(cut)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if cut.exists() and len(read_records(cut).records) >= 3:

@@ -1,0 +1,300 @@
+"""JAX: jax.nn softmax / log_softmax / logsumexp and optax's cross-entropy losses.
+
+`JaxEngine` (device_put, jax.vjp, jax.jit, the x64 switch) is shared with keras-jax.
+Two adapters: `jax` runs with jax_enable_x64 on (float64 is float64), `jax-x32` with JAX's
+default (x64 off), which silently computes float64 inputs in float32: `output_dtype` shows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Adapter, Axes, Implementation, Runner, module_installed
+from conformance.ops import Op, Option
+
+_JAX_DOCS = "https://docs.jax.dev/en/latest/_autosummary/"
+_OPTAX_DOCS = "https://optax.readthedocs.io/en/latest/api/losses.html#optax.losses."
+_MODES = ("eager", "compiled")
+
+
+class JaxEngine(Adapter):
+    """jax.device_put in, np.asarray out (exact, bf16 included); jax.vjp; jax.jit."""
+
+    modules: tuple[str, ...] = ("jax",)
+    framework = "jax"
+    x64: bool | None = None
+    """True/False: run every call inside jax.enable_x64(x64); None: the process' setting."""
+
+    def process_env(self) -> dict[str, str]:
+        return {} if self.x64 is None else {"JAX_ENABLE_X64": "1" if self.x64 else "0"}
+
+    def _import(self) -> None:
+        import jax  # noqa: F401
+
+    def _jax_device(self, device: str) -> Any:
+        import jax
+
+        if device == "cpu":
+            return jax.devices("cpu")[0]
+        for platform in ("cuda", "gpu"):
+            with contextlib.suppress(RuntimeError):
+                return jax.devices(platform)[0]
+        raise RuntimeError("JAX sees no CUDA device")
+
+    def devices(self) -> list[str]:
+        try:
+            self._jax_device("cuda")
+        except RuntimeError:
+            return ["cpu"]
+        return ["cpu", "cuda"]
+
+    def static_devices(self) -> list[str]:
+        cuda = any(
+            module_installed(m)
+            for m in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_plugins.xla_cuda12")
+        )
+        return super().static_devices() if cuda else ["cpu"]
+
+    def environment(self) -> dict[str, Any]:
+        import jax
+        import jaxlib
+
+        env = super().environment()
+        with self._x64_scope():
+            x64 = bool(jax.config.jax_enable_x64)
+        env.update(
+            {
+                "jax": jax.__version__,
+                "jaxlib": jaxlib.__version__,
+                "jax_enable_x64": x64,
+                "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+                "jax_numpy_dtype_promotion": jax.config.jax_numpy_dtype_promotion,
+                "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS"),
+                "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
+                "devices": {d: str(self._jax_device(d).device_kind) for d in self.devices()},
+            }
+        )
+        if module_installed("optax"):
+            import optax
+
+            env["optax"] = optax.__version__
+        return env
+
+    def _x64_scope(self) -> contextlib.AbstractContextManager[Any]:
+        import jax
+
+        return contextlib.nullcontext() if self.x64 is None else jax.enable_x64(self.x64)
+
+    def _device_scope(self, device: str) -> contextlib.AbstractContextManager[Any]:
+        import jax
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(self._x64_scope())
+        stack.enter_context(jax.default_device(self._jax_device(device)))
+        return stack
+
+    def _to_native(self, a: np.ndarray, device: str) -> Any:
+        import jax
+
+        return jax.device_put(a, self._jax_device(device))
+
+    def _to_numpy(self, value: Any) -> np.ndarray:
+        return np.array(value, copy=True)
+
+    def _build(self, fn: Callable[..., Any], mode: str, grad: bool) -> Runner:
+        import jax
+
+        def step(x: Any, labels: Any, arrays: dict[str, Any], ct: Any) -> tuple[Any, Any]:
+            if not grad:
+                return fn(x, labels, arrays), None
+            y, pullback = jax.vjp(lambda x_: fn(x_, labels, arrays), x)
+            (g,) = pullback(ct.astype(y.dtype))
+            return y, g
+
+        if mode == "compiled":
+            return jax.jit(step)
+        if not grad:
+            return step
+
+        def eager(x: Any, labels: Any, arrays: dict[str, Any], ct: Any) -> tuple[Any, Any]:
+            # The value users see is the plain call's; under jax.vjp the primal is a
+            # partially evaluated program of its own, which XLA may compile differently.
+            _, g = step(x, labels, arrays, ct)
+            return fn(x, labels, arrays), g
+
+        return eager
+
+
+# ----------------------------------------------------------------------------- the API mapping
+
+
+def _softmax(x: Any, labels: Any, *, axis: Any, where: Any) -> Any:
+    import jax
+
+    return jax.nn.softmax(x, axis=axis, where=where)
+
+
+def _log_softmax(x: Any, labels: Any, *, axis: Any, where: Any) -> Any:
+    import jax
+
+    return jax.nn.log_softmax(x, axis=axis, where=where)
+
+
+def _nn_logsumexp(x: Any, labels: Any, *, axis: Any, where: Any, scale: Any) -> Any:
+    import jax
+
+    return jax.nn.logsumexp(x, axis=axis, b=scale, where=where)
+
+
+def _scipy_logsumexp(x: Any, labels: Any, *, axis: Any, where: Any, scale: Any) -> Any:
+    import jax.scipy.special
+
+    return jax.scipy.special.logsumexp(x, axis=axis, b=scale, where=where)
+
+
+def _optax_ce(x: Any, labels: Any, *, axis: int, where: Any) -> Any:
+    import optax
+
+    return optax.softmax_cross_entropy(x, labels, axis=axis, where=where)
+
+
+def _optax_ce_smoothed(
+    x: Any, labels: Any, *, axis: int, where: Any, label_smoothing: float
+) -> Any:
+    import optax
+
+    smoothed = optax.smooth_labels(labels, label_smoothing, axis=axis, where=where)
+    return optax.softmax_cross_entropy(x, smoothed, axis=axis, where=where)
+
+
+def _optax_sparse_ce(x: Any, labels: Any, *, axis: int, where: Any) -> Any:
+    import optax
+
+    return optax.softmax_cross_entropy_with_integer_labels(x, labels, axis=axis, where=where)
+
+
+def _optax_safe_ce(x: Any, labels: Any, *, axis: int) -> Any:
+    import optax
+
+    return optax.safe_softmax_cross_entropy(x, labels)
+
+
+def _optax_sigmoid(x: Any, labels: Any, *, axis: None) -> Any:
+    import optax
+
+    return optax.sigmoid_binary_cross_entropy(x, labels)
+
+
+class JaxAdapter(JaxEngine):
+    """jax.nn and optax with jax_enable_x64 on."""
+
+    name = "jax"
+    x64: bool | None = True
+
+    def _implementations(self) -> list[Implementation]:
+        where = frozenset({Option.WHERE})
+        lse = where | {Option.SCALE}
+        impls = [
+            Implementation(
+                "jax.nn.softmax",
+                Op.SOFTMAX,
+                _softmax,
+                options=where,
+                axes=Axes.TUPLE,
+                modes=_MODES,
+                docs_url=_JAX_DOCS + "jax.nn.softmax.html",
+            ),
+            Implementation(
+                "jax.nn.log_softmax",
+                Op.LOG_SOFTMAX,
+                _log_softmax,
+                options=where,
+                axes=Axes.TUPLE,
+                modes=_MODES,
+                docs_url=_JAX_DOCS + "jax.nn.log_softmax.html",
+            ),
+            Implementation(
+                "jax.nn.logsumexp",
+                Op.LOGSUMEXP,
+                _nn_logsumexp,
+                options=lse,
+                axes=Axes.TUPLE,
+                modes=_MODES,
+                notes="The same function object as jax.scipy.special.logsumexp.",
+                docs_url=_JAX_DOCS + "jax.nn.logsumexp.html",
+            ),
+            Implementation(
+                "jax.scipy.special.logsumexp",
+                Op.LOGSUMEXP,
+                _scipy_logsumexp,
+                options=lse,
+                axes=Axes.TUPLE,
+                modes=_MODES,
+                docs_url=_JAX_DOCS + "jax.scipy.special.logsumexp.html",
+            ),
+        ]
+        if not module_installed("optax"):
+            return impls
+        optax_impls = [
+            Implementation(
+                "optax.softmax_cross_entropy",
+                Op.SOFTMAX_CROSS_ENTROPY,
+                _optax_ce,
+                options=where,
+                axes=Axes.ANY,
+                modes=_MODES,
+                docs_url=_OPTAX_DOCS + "softmax_cross_entropy",
+            ),
+            Implementation(
+                "optax.softmax_cross_entropy(optax.smooth_labels)",
+                Op.SOFTMAX_CROSS_ENTROPY,
+                _optax_ce_smoothed,
+                options=where | {Option.LABEL_SMOOTHING},
+                axes=Axes.ANY,
+                modes=_MODES,
+                notes="optax.smooth_labels(labels, eps, axis=axis, where=where): with"
+                " where, K counts the unmasked classes.",
+                docs_url=_OPTAX_DOCS + "smooth_labels",
+            ),
+            Implementation(
+                "optax.softmax_cross_entropy_with_integer_labels",
+                Op.SPARSE_SOFTMAX_CROSS_ENTROPY,
+                _optax_sparse_ce,
+                options=where,
+                axes=Axes.ANY,
+                modes=_MODES,
+                label_dtype="int32",
+                notes="A fully masked row (where) gives loss 0.",
+                docs_url=_OPTAX_DOCS + "softmax_cross_entropy_with_integer_labels",
+            ),
+            Implementation(
+                "optax.safe_softmax_cross_entropy",
+                Op.SOFTMAX_CROSS_ENTROPY,
+                _optax_safe_ce,
+                axes=Axes.LAST,
+                modes=_MODES,
+                notes="Dense labels, last axis only; masks -inf logits.",
+                docs_url=_OPTAX_DOCS + "safe_softmax_cross_entropy",
+            ),
+            Implementation(
+                "optax.sigmoid_binary_cross_entropy",
+                Op.SIGMOID_CROSS_ENTROPY,
+                _optax_sigmoid,
+                axes=Axes.ELEMENTWISE,
+                modes=_MODES,
+                docs_url=_OPTAX_DOCS + "sigmoid_binary_cross_entropy",
+            ),
+        ]
+        return impls + optax_impls
+
+
+class JaxX32Adapter(JaxAdapter):
+    """The same APIs with JAX's default jax_enable_x64=False (float64 computed as float32)."""
+
+    name = "jax-x32"
+    x64 = False

@@ -1,0 +1,248 @@
+"""TensorFlow: tf.nn softmax / cross-entropy ops and tf.math.reduce_logsumexp.
+
+`TensorFlowEngine` (conversions, GradientTape, tf.function with and without XLA) is shared
+with the keras-tensorflow adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Adapter, Axes, Implementation, Runner, distribution_version
+from conformance.ops import Op
+
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+_DOCS = "https://www.tensorflow.org/api_docs/python/"
+_MODES = ("eager", "compiled", "compiled-xla")
+
+
+class _RetracingFilter(logging.Filter):
+    """Drops TF's 'triggered tf.function retracing' warning: the adapter makes one
+    tf.function per shape on purpose, so the warning would blame the framework's call."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+class TensorFlowEngine(Adapter):
+    """tf.constant in, .numpy() out (bf16 is ml_dtypes.bfloat16 both ways); tf.GradientTape."""
+
+    modules: tuple[str, ...] = ("tensorflow",)
+    onednn: bool | None = None
+    """None: TF's own default (oneDNN on for x86-64 Linux CPUs) or the user's environment;
+    True/False: pin TF_ENABLE_ONEDNN_OPTS (must be set before TensorFlow is imported)."""
+
+    @property  # type: ignore[override]
+    def framework(self) -> str:
+        """The installed distribution: 'tensorflow-cpu', 'tensorflow' or a GPU build."""
+        for dist in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly"):
+            if distribution_version(dist):
+                return dist
+        return "tensorflow"
+
+    def process_env(self) -> dict[str, str]:
+        env = {"TF_CPP_MIN_LOG_LEVEL": "1"}
+        if self.onednn is not None:
+            env[ONEDNN_ENV] = "1" if self.onednn else "0"
+        return env
+
+    def availability(self) -> tuple[bool, str]:
+        ok, reason = super().availability()
+        if ok and self.onednn is not None and "tensorflow" in sys.modules:
+            current = os.environ.get(ONEDNN_ENV)
+            if current != self.process_env()[ONEDNN_ENV]:
+                return False, (
+                    f"TensorFlow was already imported in this process with "
+                    f"{ONEDNN_ENV}={current}; this adapter needs a fresh process"
+                )
+        return ok, reason
+
+    def _tf(self) -> Any:
+        if "tensorflow" not in sys.modules:
+            for key, value in self.process_env().items():
+                if key == ONEDNN_ENV:
+                    os.environ[key] = value
+                else:
+                    os.environ.setdefault(key, value)
+        import tensorflow as tf
+
+        logger = logging.getLogger("tensorflow")
+        if not any(isinstance(f, _RetracingFilter) for f in logger.filters):
+            logger.addFilter(_RetracingFilter())
+        return tf
+
+    def _import(self) -> None:
+        self._tf()
+
+    def devices(self) -> list[str]:
+        tf = self._tf()
+        return ["cpu", "cuda"] if tf.config.list_physical_devices("GPU") else ["cpu"]
+
+    def static_devices(self) -> list[str]:
+        return ["cpu"] if self.framework == "tensorflow-cpu" else super().static_devices()
+
+    def environment(self) -> dict[str, Any]:
+        tf = self._tf()
+        from tensorflow.python.util import _pywrap_util_port
+
+        env = super().environment()
+        env.update(
+            {
+                "tensorflow": tf.__version__,
+                ONEDNN_ENV: os.environ.get(ONEDNN_ENV, "unset (TensorFlow's default)"),
+                "onednn_enabled": bool(_pywrap_util_port.IsMklEnabled()),
+                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL"),
+                "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
+                "TF_DETERMINISTIC_OPS": os.environ.get("TF_DETERMINISTIC_OPS"),
+                "tf.intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                "tf.inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+                "tf.tensor_float_32": tf.config.experimental.tensor_float_32_execution_enabled(),
+                "tf.build_info": dict(tf.sysconfig.get_build_info()),
+                "devices": {"cpu": "/CPU:0"}
+                | ({"cuda": "/GPU:0"} if "cuda" in self.devices() else {}),
+            }
+        )
+        return env
+
+    def _device_scope(self, device: str) -> contextlib.AbstractContextManager[Any]:
+        tf = self._tf()
+        return tf.device("/GPU:0" if device == "cuda" else "/CPU:0")
+
+    def _to_native(self, a: np.ndarray, device: str) -> Any:
+        tf = self._tf()
+        return tf.identity(tf.constant(a))
+
+    def _to_numpy(self, value: Any) -> np.ndarray:
+        return np.array(value.numpy(), copy=True)
+
+    def _build(self, fn: Callable[..., Any], mode: str, grad: bool) -> Runner:
+        tf = self._tf()
+
+        def step(x: Any, labels: Any, arrays: dict[str, Any], ct: Any) -> tuple[Any, Any]:
+            if not grad:
+                return fn(x, labels, arrays), None
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = fn(x, labels, arrays)
+            g = tape.gradient(y, x, output_gradients=tf.cast(ct, y.dtype))
+            return y, tf.zeros_like(x) if g is None else tf.convert_to_tensor(g)
+
+        if mode == "compiled":
+            return tf.function(step, autograph=False)
+        if mode == "compiled-xla":
+            return tf.function(step, autograph=False, jit_compile=True)
+        return step
+
+
+# ----------------------------------------------------------------------------- the API mapping
+
+
+def _softmax(x: Any, labels: Any, *, axis: int) -> Any:
+    import tensorflow as tf
+
+    return tf.nn.softmax(x, axis=axis)
+
+
+def _log_softmax(x: Any, labels: Any, *, axis: int) -> Any:
+    import tensorflow as tf
+
+    return tf.nn.log_softmax(x, axis=axis)
+
+
+def _logsumexp(x: Any, labels: Any, *, axis: int | tuple[int, ...] | None) -> Any:
+    import tensorflow as tf
+
+    return tf.math.reduce_logsumexp(x, axis=list(axis) if isinstance(axis, tuple) else axis)
+
+
+def _softmax_ce(x: Any, labels: Any, *, axis: int) -> Any:
+    import tensorflow as tf
+
+    return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=x, axis=axis)
+
+
+def _sparse_softmax_ce(x: Any, labels: Any, *, axis: int) -> Any:
+    import tensorflow as tf
+
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x)
+
+
+def _sigmoid_ce(x: Any, labels: Any, *, axis: None) -> Any:
+    import tensorflow as tf
+
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=x)
+
+
+class TensorFlowAdapter(TensorFlowEngine):
+    """tf.nn on CPU (GPU when a CUDA build sees one); eager, tf.function, tf.function+XLA."""
+
+    name = "tensorflow"
+
+    def _implementations(self) -> list[Implementation]:
+        nn = _DOCS + "tf/nn/"
+        return [
+            Implementation(
+                "tf.nn.softmax",
+                Op.SOFTMAX,
+                _softmax,
+                axes=Axes.ANY,
+                modes=_MODES,
+                docs_url=nn + "softmax",
+            ),
+            Implementation(
+                "tf.nn.log_softmax",
+                Op.LOG_SOFTMAX,
+                _log_softmax,
+                axes=Axes.ANY,
+                modes=_MODES,
+                docs_url=nn + "log_softmax",
+            ),
+            Implementation(
+                "tf.math.reduce_logsumexp",
+                Op.LOGSUMEXP,
+                _logsumexp,
+                axes=Axes.TUPLE,
+                modes=_MODES,
+                docs_url=_DOCS + "tf/math/reduce_logsumexp",
+            ),
+            Implementation(
+                "tf.nn.softmax_cross_entropy_with_logits",
+                Op.SOFTMAX_CROSS_ENTROPY,
+                _softmax_ce,
+                axes=Axes.ANY,
+                modes=_MODES,
+                docs_url=nn + "softmax_cross_entropy_with_logits",
+            ),
+            Implementation(
+                "tf.nn.sparse_softmax_cross_entropy_with_logits",
+                Op.SPARSE_SOFTMAX_CROSS_ENTROPY,
+                _sparse_softmax_ce,
+                axes=Axes.LAST,
+                modes=_MODES,
+                label_dtype="int64",
+                notes="Out-of-range labels raise on CPU and give NaN on GPU.",
+                docs_url=nn + "sparse_softmax_cross_entropy_with_logits",
+            ),
+            Implementation(
+                "tf.nn.sigmoid_cross_entropy_with_logits",
+                Op.SIGMOID_CROSS_ENTROPY,
+                _sigmoid_ce,
+                axes=Axes.ELEMENTWISE,
+                modes=_MODES,
+                docs_url=nn + "sigmoid_cross_entropy_with_logits",
+            ),
+        ]
+
+
+class TensorFlowOneDnnOffAdapter(TensorFlowAdapter):
+    """The same APIs with oneDNN's custom CPU kernels off (TF_ENABLE_ONEDNN_OPTS=0)."""
+
+    name = "tensorflow-onednn-off"
+    onednn = False

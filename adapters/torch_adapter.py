@@ -1,0 +1,329 @@
+"""PyTorch: torch.softmax, torch.nn.functional losses, torch.logsumexp.
+
+`TorchEngine` (conversions, autograd, torch.compile) is shared with the keras-torch adapter.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Adapter, Axes, Implementation, Runner
+from conformance.ops import Op, Option, Reduction
+
+COMPILE_ENV = "CONFORMANCE_TORCH_COMPILE"
+"""Set to 1 to enable the 'compiled' mode (torch.compile is slow to compile)."""
+
+_DOCS = "https://pytorch.org/docs/stable/generated/"
+
+
+class TorchEngine(Adapter):
+    """Conversions (bf16 through its bits), devices, autograd VJPs and torch.compile."""
+
+    modules: tuple[str, ...] = ("torch",)
+
+    def __init__(self, compile: bool | None = None) -> None:
+        super().__init__()
+        self.compile = (
+            os.environ.get(COMPILE_ENV, "") not in ("", "0") if compile is None else compile
+        )
+
+    def mode_availability(self) -> dict[str, str]:
+        modes = super().mode_availability()
+        if "compiled" in modes and not self.compile:
+            modes["compiled"] = (
+                f"torch.compile is opt-in (slow to compile): set {COMPILE_ENV}=1"
+                " or construct the adapter with compile=True"
+            )
+        return modes
+
+    def _import(self) -> None:
+        import torch  # noqa: F401
+
+    def devices(self) -> list[str]:
+        import torch
+
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+    def static_devices(self) -> list[str]:
+        version = self.version() or ""
+        return ["cpu"] if "+cpu" in version else super().static_devices()
+
+    def environment(self) -> dict[str, Any]:
+        import torch
+
+        env = super().environment()
+        env.update(
+            {
+                "torch": torch.__version__,
+                "torch.num_threads": torch.get_num_threads(),
+                "torch.deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                "torch.float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+                "torch.backends.mkldnn.is_available": torch.backends.mkldnn.is_available(),
+                "torch.cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "torch.cuda": torch.version.cuda,
+                COMPILE_ENV: self.compile,
+                "devices": {"cpu": "cpu"}
+                | ({"cuda": torch.cuda.get_device_name(0)} if torch.cuda.is_available() else {}),
+            }
+        )
+        return env
+
+    def _to_native(self, a: np.ndarray, device: str) -> Any:
+        import torch
+
+        if a.dtype.name == "bfloat16":
+            t = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+        else:
+            t = torch.from_numpy(a)
+        return t.to(device) if device != "cpu" else t
+
+    def _to_numpy(self, value: Any) -> np.ndarray:
+        import ml_dtypes
+        import torch
+
+        t = value.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+        return t.numpy().copy()
+
+    def _build(self, fn: Callable[..., Any], mode: str, grad: bool) -> Runner:
+        import torch
+
+        forward = torch.compile(fn, dynamic=False) if mode == "compiled" else fn
+
+        def run(x: Any, labels: Any, arrays: dict[str, Any], ct: Any) -> tuple[Any, Any]:
+            if not grad:
+                with torch.no_grad():
+                    return forward(x, labels, arrays), None
+            x = x.detach().requires_grad_(True)
+            y = forward(x, labels, arrays)
+            (g,) = torch.autograd.grad(y, x, grad_outputs=ct.to(y.dtype), allow_unused=True)
+            return y.detach(), torch.zeros_like(x) if g is None else g
+
+        return run
+
+
+# ----------------------------------------------------------------------------- the API mapping
+
+
+def _classes_to_dim1(t: Any, axis: int) -> Any:
+    """torch's losses want classes on dim 1: move the catalog's class axis there."""
+    if t.ndim <= 1:
+        return t
+    a = axis % t.ndim
+    return t if a == 1 else t.movedim(a, 1)
+
+
+_INDEX_REDUCTION = {Reduction.NONE: "none", Reduction.SUM: "sum", Reduction.WEIGHTED_MEAN: "mean"}
+_PLAIN_REDUCTION = {Reduction.NONE: "none", Reduction.SUM: "sum", Reduction.MEAN: "mean"}
+
+
+def _softmax(x: Any, labels: Any, *, axis: int) -> Any:
+    import torch
+
+    return torch.softmax(x, axis)
+
+
+def _f_softmax(x: Any, labels: Any, *, axis: int) -> Any:
+    import torch.nn.functional as F
+
+    return F.softmax(x, dim=axis)
+
+
+def _f_log_softmax(x: Any, labels: Any, *, axis: int) -> Any:
+    import torch.nn.functional as F
+
+    return F.log_softmax(x, dim=axis)
+
+
+def _logsumexp(x: Any, labels: Any, *, axis: int | tuple[int, ...] | None) -> Any:
+    import torch
+
+    return torch.logsumexp(x, dim=tuple(range(x.ndim)) if axis is None else axis)
+
+
+def _ce_index(
+    x: Any,
+    labels: Any,
+    *,
+    axis: int,
+    reduction: Reduction,
+    label_smoothing: float,
+    class_weights: Any,
+    ignore_index: int | None,
+) -> Any:
+    import torch.nn.functional as F
+
+    extra = {} if ignore_index is None else {"ignore_index": ignore_index}
+    return F.cross_entropy(
+        _classes_to_dim1(x, axis),
+        labels,
+        weight=class_weights,
+        reduction=_INDEX_REDUCTION[reduction],
+        label_smoothing=label_smoothing,
+        **extra,
+    )
+
+
+def _ce_prob(
+    x: Any,
+    labels: Any,
+    *,
+    axis: int,
+    reduction: Reduction,
+    label_smoothing: float,
+    class_weights: Any,
+) -> Any:
+    import torch.nn.functional as F
+
+    return F.cross_entropy(
+        _classes_to_dim1(x, axis),
+        _classes_to_dim1(labels, axis),
+        weight=class_weights,
+        reduction=_PLAIN_REDUCTION[reduction],
+        label_smoothing=label_smoothing,
+    )
+
+
+def _nll_log_softmax(
+    x: Any,
+    labels: Any,
+    *,
+    axis: int,
+    reduction: Reduction,
+    class_weights: Any,
+    ignore_index: int | None,
+) -> Any:
+    import torch.nn.functional as F
+
+    extra = {} if ignore_index is None else {"ignore_index": ignore_index}
+    dim = 0 if x.ndim == 1 else 1
+    return F.nll_loss(
+        F.log_softmax(_classes_to_dim1(x, axis), dim=dim),
+        labels,
+        weight=class_weights,
+        reduction=_INDEX_REDUCTION[reduction],
+        **extra,
+    )
+
+
+def _bce_logits(x: Any, labels: Any, *, axis: None, reduction: Reduction) -> Any:
+    import torch.nn.functional as F
+
+    return F.binary_cross_entropy_with_logits(x, labels, reduction=_PLAIN_REDUCTION[reduction])
+
+
+def _bce(x: Any, labels: Any, *, axis: None, reduction: Reduction) -> Any:
+    import torch.nn.functional as F
+
+    return F.binary_cross_entropy(x, labels, reduction=_PLAIN_REDUCTION[reduction])
+
+
+_MOVE = "The catalog's class axis is moved to dim 1 (torch.movedim) before the call. "
+_IGNORE = (
+    "ignore_index=None is mapped to torch's default -100, so a label -100 is ignored"
+    " rather than invalid. "
+)
+
+
+class TorchAdapter(TorchEngine):
+    """PyTorch functional API on CPU (and CUDA when present)."""
+
+    name = "torch"
+    framework = "torch"
+
+    def _implementations(self) -> list[Implementation]:
+        modes = ("eager", "compiled")
+        loss = frozenset({Option.CLASS_WEIGHTS})
+        return [
+            Implementation(
+                "torch.softmax",
+                Op.SOFTMAX,
+                _softmax,
+                axes=Axes.ANY,
+                modes=modes,
+                docs_url=_DOCS + "torch.softmax.html",
+            ),
+            Implementation(
+                "torch.nn.functional.softmax",
+                Op.SOFTMAX,
+                _f_softmax,
+                axes=Axes.ANY,
+                modes=modes,
+                docs_url=_DOCS + "torch.nn.functional.softmax.html",
+            ),
+            Implementation(
+                "torch.nn.functional.log_softmax",
+                Op.LOG_SOFTMAX,
+                _f_log_softmax,
+                axes=Axes.ANY,
+                modes=modes,
+                docs_url=_DOCS + "torch.nn.functional.log_softmax.html",
+            ),
+            Implementation(
+                "torch.logsumexp",
+                Op.LOGSUMEXP,
+                _logsumexp,
+                axes=Axes.TUPLE,
+                modes=modes,
+                docs_url=_DOCS + "torch.logsumexp.html",
+            ),
+            Implementation(
+                "torch.nn.functional.cross_entropy",
+                Op.SPARSE_SOFTMAX_CROSS_ENTROPY,
+                _ce_index,
+                options=loss | {Option.LABEL_SMOOTHING, Option.IGNORE_INDEX},
+                reductions=tuple(_INDEX_REDUCTION),
+                axes=Axes.ANY,
+                modes=modes,
+                notes=_MOVE + _IGNORE + "reduction='mean' is the weighted mean.",
+                docs_url=_DOCS + "torch.nn.functional.cross_entropy.html",
+            ),
+            Implementation(
+                "torch.nn.functional.cross_entropy[probability targets]",
+                Op.SOFTMAX_CROSS_ENTROPY,
+                _ce_prob,
+                options=loss | {Option.LABEL_SMOOTHING},
+                reductions=tuple(_PLAIN_REDUCTION),
+                axes=Axes.ANY,
+                modes=modes,
+                notes=_MOVE + "reduction='mean' divides by the number of examples.",
+                docs_url=_DOCS + "torch.nn.functional.cross_entropy.html",
+            ),
+            Implementation(
+                "torch.nn.functional.nll_loss(log_softmax)",
+                Op.SPARSE_SOFTMAX_CROSS_ENTROPY,
+                _nll_log_softmax,
+                options=loss | {Option.IGNORE_INDEX},
+                reductions=tuple(_INDEX_REDUCTION),
+                axes=Axes.ANY,
+                modes=modes,
+                notes=_MOVE + _IGNORE + "F.nll_loss(F.log_softmax(x, dim=1), y).",
+                docs_url=_DOCS + "torch.nn.functional.nll_loss.html",
+            ),
+            Implementation(
+                "torch.nn.functional.binary_cross_entropy_with_logits",
+                Op.SIGMOID_CROSS_ENTROPY,
+                _bce_logits,
+                reductions=tuple(_PLAIN_REDUCTION),
+                axes=Axes.ELEMENTWISE,
+                modes=modes,
+                docs_url=_DOCS + "torch.nn.functional.binary_cross_entropy_with_logits.html",
+            ),
+            Implementation(
+                "torch.nn.functional.binary_cross_entropy",
+                Op.BINARY_CROSS_ENTROPY,
+                _bce,
+                reductions=tuple(_PLAIN_REDUCTION),
+                axes=Axes.ELEMENTWISE,
+                modes=modes,
+                notes="torch clamps log(p) and log(1-p) at -100.",
+                docs_url=_DOCS + "torch.nn.functional.binary_cross_entropy.html",
+            ),
+        ]

@@ -1,0 +1,109 @@
+"""Smoke tests for the adapters named in CONFORMANCE_TEST_ADAPTERS (comma-separated), run in
+a worker process by `test_adapter_workers.py`: adapters that need a process of their own
+(a Keras backend is fixed per process, TF_ENABLE_ONEDNN_OPTS is read when TensorFlow is
+imported), and those whose XLA compiles are best spread over the CPUs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+from adapter_smoke import cells, check_cell, check_options, make_call, run_and_check
+
+from adapters.base import Adapter, Call, UnsupportedCall
+from adapters.registry import get_adapter
+
+NAMES = [n for n in os.environ.get("CONFORMANCE_TEST_ADAPTERS", "scipy").split(",") if n]
+ADAPTERS: dict[str, Adapter] = {name: get_adapter(name) for name in NAMES}
+
+VARIANT_OF = {"jax-x32": "jax", "tensorflow-onednn-off": "tensorflow"}
+"""Adapters whose API mapping is another's (only a process setting differs): their options
+are covered there."""
+FLOAT64_COMES_BACK_AS = {"jax-x32": "float32", "keras-jax": "float32"}
+"""Silent float64 -> float32: JAX's default x64 off (keras-jax leaves it so)."""
+
+
+def _adapter(name: str) -> Adapter:
+    adapter = ADAPTERS[name]
+    available, reason = adapter.availability()
+    if not available:
+        pytest.skip(reason)
+    return adapter
+
+
+def _params(per_adapter: str) -> list[object]:
+    out: list[object] = []
+    for name, adapter in ADAPTERS.items():
+        if per_adapter == "cells":
+            out += [
+                pytest.param(name, *p.values, marks=p.marks, id=f"{name}:{p.id}")
+                for p in cells(adapter)
+            ]
+        elif per_adapter == "impls" and name not in VARIANT_OF:
+            out += [
+                pytest.param(name, i.name, id=f"{name}:{i.name}") for i in adapter.implementations()
+            ]
+        elif per_adapter == "adapters":
+            out.append(pytest.param(name, id=name))
+    return out
+
+
+@pytest.mark.parametrize(("name", "impl", "dtype", "mode"), _params("cells"))
+def test_cell(name: str, impl: str, dtype: str, mode: str) -> None:
+    check_cell(_adapter(name), impl, dtype, mode)
+
+
+@pytest.mark.parametrize(("name", "impl"), _params("impls"))
+def test_options(name: str, impl: str) -> None:
+    check_options(_adapter(name), impl)
+
+
+@pytest.mark.parametrize("name", _params("adapters"))
+def test_environment_and_devices(name: str) -> None:
+    adapter = _adapter(name)
+    env = adapter.environment()
+    assert env["adapter"] == name and env["version"] == adapter.version()
+    assert "cpu" in env["devices"] and adapter.devices()[0] == "cpu"
+
+
+@pytest.mark.parametrize("name", _params("adapters"))
+def test_float64_output_dtype(name: str) -> None:
+    adapter = _adapter(name)
+    impl = next(i for i in adapter.implementations() if i.op.value == "softmax")
+    out = adapter.run(impl, Call(np.array([[1.0, 2.0, 3.0]]), options={"axis": -1}))
+    assert out.error is None and out.warnings == []
+    assert out.output_dtype == FLOAT64_COMES_BACK_AS.get(name, "float64")
+
+
+@pytest.mark.parametrize("name", _params("adapters"))
+def test_cuda_is_refused_without_a_gpu(name: str) -> None:
+    adapter = _adapter(name)
+    if "cuda" in adapter.devices():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(UnsupportedCall, match="cuda"):
+        adapter.run(adapter.implementations()[0], Call(np.zeros((2, 3), np.float32), device="cuda"))
+
+
+@pytest.mark.parametrize(("name", "impl"), _params("impls"))
+def test_cuda_cell(name: str, impl: str) -> None:
+    adapter = _adapter(name)
+    if "cuda" not in adapter.devices():
+        pytest.skip(f"{name} sees no CUDA device")
+    implementation = adapter.implementation(impl)
+    call = make_call(implementation, "float32", "eager")
+    run_and_check(adapter, implementation, dataclasses.replace(call, device="cuda"))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("tensorflow")])
+def test_tensorflow_error_and_native_log_are_captured(name: str) -> None:
+    adapter = _adapter(name)
+    impl = adapter.implementation("tf.nn.sparse_softmax_cross_entropy_with_logits")
+    x = np.zeros((2, 3), np.float32)
+    out = adapter.run(impl, Call(x, np.array([0, 5]), {"axis": -1}))
+    assert out.error is not None and out.error.type.endswith("InvalidArgumentError")
+    assert "label value of 5" in out.error.message
+    assert "OP_REQUIRES failed" in out.stderr
+    xla = adapter.run(impl, Call(x, np.array([0, 5]), {"axis": -1}, mode="compiled-xla"))
+    assert xla.error is None and xla.value is not None and np.isnan(xla.value[1])

@@ -1,0 +1,185 @@
+"""Regression detection: two runs of one version diff clean; each kind of regression exits 1
+with a line naming the cell; an improvement alone exits 0."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness_adapters import ExactAdapter, broken_adapters
+
+from conformance.diff import diff, diff_command, ratio_grew, special_signature, ulp_grew
+from conformance.harness import PROFILES, run_cell
+from conformance.ops import Op
+from conformance.results import ResultsError, ResultsWriter
+
+PROFILE = dataclasses.replace(PROFILES["quick"], drawn=4)
+SOFTMAX = "exact/exact.softmax/float32/cpu/eager"
+SPARSE = "exact/exact.sparse_softmax_cross_entropy/float32/cpu/eager"
+
+
+def _run() -> list[dict[str, Any]]:
+    """A small real run: exact softmax and sparse cross-entropy, and a broken softmax."""
+    exact, broken = ExactAdapter(), broken_adapters()["float16-intermediates"][0]
+    cells = [(exact, Op.SOFTMAX), (exact, Op.SPARSE_SOFTMAX_CROSS_ENTROPY), (broken, Op.SOFTMAX)]
+    records = []
+    for adapter, op in cells:
+        impl = next(i for i in adapter.implementations() if i.op is op)
+        records.append(run_cell(adapter, impl, "float32", "cpu", "eager", PROFILE, 0, []))
+    return records
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same run twice, into two files."""
+    out = tmp_path_factory.mktemp("diff")
+    paths = (out / "first.jsonl", out / "second.jsonl")
+    for path in paths:
+        with ResultsWriter(path) as writer:
+            for record in _run():
+                writer.write(record)
+    return paths
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _changed(runs: tuple[Path, Path], tmp_path: Path, edit) -> tuple[int, str]:
+    """Diff the first run against a copy of it edited by `edit(records_by_cell)`."""
+    records = copy.deepcopy(_records(runs[0]))
+    by_cell = {
+        "/".join(str(r[k]) for k in ("adapter", "implementation", "dtype", "device", "mode")): r
+        for r in records
+    }
+    edit(by_cell)
+    current = tmp_path / "current.jsonl"
+    current.write_text("".join(json.dumps(r) + "\n" for r in by_cell.values()))
+    out = io.StringIO()
+    code = diff_command([runs[0]], [current], out=out)
+    return code, out.getvalue()
+
+
+def _line(text: str, *words: str) -> str:
+    lines = [ln for ln in text.splitlines() if all(w in ln for w in words)]
+    assert lines, f"no line with {words} in:\n{text}"
+    return lines[0]
+
+
+def test_two_runs_of_the_same_version_diff_clean(runs: tuple[Path, Path]) -> None:
+    out = io.StringIO()
+    assert diff_command([runs[0]], [runs[1]], out=out) == 0, out.getvalue()
+    assert "no regressions" in out.getvalue()
+    assert diff(_records(runs[0]), _records(runs[1])).changes == []
+
+
+def test_a_worse_verdict_is_a_regression(runs, tmp_path: Path) -> None:
+    def edit(cells):
+        cells[SOFTMAX].update(verdict="inaccurate", unexpected="inaccurate")
+
+    code, text = _changed(runs, tmp_path, edit)
+    assert code == 1
+    assert "pass -> inaccurate" in _line(text, SOFTMAX)
+    assert "REGRESSION new failures" in text
+
+
+def test_a_special_value_change_is_a_regression(runs, tmp_path: Path) -> None:
+    def edit(cells):
+        cells[SOFTMAX]["special"]["plus-inf"] = "nan nan"
+
+    code, text = _changed(runs, tmp_path, edit)
+    assert code == 1
+    assert "plus-inf" in _line(text, SOFTMAX, "'1 0' -> 'nan nan'")
+
+
+def test_error_growth_beyond_noise_is_a_regression(runs, tmp_path: Path) -> None:
+    def edit(cells):
+        cells[SOFTMAX]["max_ulp"] = 40.0
+
+    code, text = _changed(runs, tmp_path, edit)
+    assert code == 1
+    assert "max ULP 0 -> 40" in _line(text, SOFTMAX)
+
+
+def test_growth_within_noise_is_not(runs, tmp_path: Path) -> None:
+    def edit(cells):
+        cells[SOFTMAX]["max_ulp"] = 2.0
+        cells[SOFTMAX]["max_budget_ratio"] *= 1.5
+
+    code, text = _changed(runs, tmp_path, edit)
+    assert code == 0, text
+
+
+def test_a_disappeared_cell_is_a_regression(runs, tmp_path: Path) -> None:
+    def edit(cells):
+        del cells[SPARSE]
+
+    code, text = _changed(runs, tmp_path, edit)
+    assert code == 1
+    assert "gone: float32/cpu/eager" in _line(text, "exact/exact.sparse_softmax_cross_entropy")
+
+
+def test_misuse_and_invalid_input_reaction_changes(runs, tmp_path: Path) -> None:
+    def misuse(cells):
+        cells[SPARSE]["misuse"]["probabilities-as-logits"]["reaction"] = "raises"
+
+    code, text = _changed(runs, tmp_path, misuse)
+    assert code == 1 and "silent -> raises" in _line(text, SPARSE, "probabilities-as-logits")
+
+    def silent(cells):
+        cells[SPARSE]["reactions"]["label-negative"] = "silent"
+
+    code, text = _changed(runs, tmp_path, silent)
+    assert code == 1 and "raises -> silent" in _line(text, SPARSE, "label-negative")
+
+
+def test_an_improvement_alone_passes(runs, tmp_path: Path) -> None:
+    broken = "float16-intermediates/exact.softmax/float32/cpu/eager"
+    records = _records(runs[0])
+    assert next(r for r in records if broken.startswith(r["adapter"]))["verdict"] != "pass"
+
+    def edit(cells):
+        cell = cells[broken]
+        cell.update(verdict="pass", unexpected=None, findings=[], max_ulp=0.0)
+        cell["max_budget_ratio"] = 0.01
+        cell["framework_version"] = "99.0"
+        cells[SPARSE]["reactions"]["drawn-0"] = "raises"
+
+    code, text = _changed(runs, tmp_path, edit)
+    assert code == 0, text
+    assert "-> pass" in _line(text, broken, "->")
+    assert "framework versions" in text and "99.0" in text
+
+
+def test_an_appeared_cell_is_not_a_regression(runs, tmp_path: Path) -> None:
+    def edit(cells):
+        new = copy.deepcopy(cells[SOFTMAX])
+        new["dtype"] = "float64"
+        cells["new"] = new
+
+    code, text = _changed(runs, tmp_path, edit)
+    assert code == 0 and "new: float64/cpu/eager" in text
+
+
+def test_unreadable_files_raise_results_error(runs, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\nmore\n")
+    with pytest.raises(ResultsError):
+        diff_command([bad], [runs[0]], out=io.StringIO())
+    with pytest.raises(ResultsError):
+        diff_command([runs[0]], [tmp_path / "missing.jsonl"], out=io.StringIO())
+
+
+def test_noise_rules() -> None:
+    assert not ulp_grew(3.0, 5.0) and ulp_grew(3.0, 6.0)  # max(2 ULP, 25 %)
+    assert not ulp_grew(100.0, 125.0) and ulp_grew(100.0, 126.0)
+    assert ulp_grew(1.0, float("inf")) and not ulp_grew(None, 5.0)
+    assert ratio_grew(0.9, 1.1) and not ratio_grew(1.5, 2.5)  # crossing the budget
+    assert ratio_grew(0.2, 0.5) and not ratio_grew(0.01, 0.05)  # > 2x, to at least 0.1
+    assert special_signature("nan 0.268941 -inf 0") == "nan x -inf 0"
+    assert special_signature("0.269043 0 0.730957") == special_signature("0.268941 0 0.731059")

@@ -1,0 +1,181 @@
+"""Cheap properties of the reference over many inputs: its tiers agree, and the results
+obey the mathematics (probabilities sum to 1, log-probabilities are <= 0, ...).
+
+Each example draws a batch (up to 4 rows of up to 40 classes, every value kind) and
+evaluates it twice: at the input dtype's tier (tier 1 for float16/bfloat16/float32, a
+float32 target for float64 inputs) and with target="float64" (tier 2, longdouble). The
+two were computed in different arithmetic and must agree within the first's guarantee
+(2**-8 ULP of the narrow format) plus one float64 ULP. N_BULK examples per operation;
+docs/reference.md adds up the examples per operation across the suite."""
+
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_reference_support import DTYPES, np_dtype, rounded, with_examples
+
+from conformance import reference as ref
+from conformance.dtypes import float_format
+
+N_BULK = 1050
+KINDS = ("normal", "normal", "wide", "ties", "spread", "near-max", "offset", "tiny")
+OPS = (
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+    "probability_cross_entropy",
+    "sparse_probability_cross_entropy",
+    "sigmoid_cross_entropy",
+    "binary_cross_entropy",
+)
+
+
+def _values(rng: np.random.Generator, kind: str, shape: tuple[int, int], name: str) -> np.ndarray:
+    fmax = float((ml_dtypes.finfo if name == "bfloat16" else np.finfo)(np_dtype(name)).max)
+    x = rng.standard_normal(shape)
+    if kind == "wide":
+        x = x * 10.0 ** rng.integers(-3, 5, size=shape)
+    elif kind == "ties":
+        x = rng.integers(-2, 3, size=shape).astype(np.float64)
+    elif kind == "spread":
+        x = x * 3
+        x[:, 0] += rng.choice([50.0, 745.0, 1e4])
+    elif kind == "near-max":
+        x = np.sign(x) * fmax * rng.uniform(0.5, 1.0, size=shape)
+    elif kind == "offset":
+        x = x + rng.choice([1e3, -1e4, 2.0**20])
+    elif kind == "tiny":
+        x = x * 1e-30
+    if rng.random() < 0.15 and shape[1] > 1:
+        x[rng.random(shape) < 0.3] = -np.inf
+    return rounded(x, name)
+
+
+@st.composite
+def batches(draw: st.DrawFn, op: str) -> dict:
+    name = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(KINDS))
+    shape = (draw(st.integers(1, 4)), draw(st.integers(1, 40)))
+    R, K = shape
+    opts: dict = {}
+    labels = None
+    if "probability" in op or op == "binary_cross_entropy":
+        x = rounded(rng.random(shape) ** rng.choice([1, 4, 40]), name)
+    else:
+        x = _values(rng, kind, shape, name)
+    if op in ("softmax_cross_entropy", "probability_cross_entropy"):
+        t = rng.random(shape) ** 3
+        labels = t / np.maximum(t.sum(axis=1, keepdims=True), 1e-300)
+        if rng.random() < 0.2:
+            labels = rng.standard_normal(shape)  # invalid, still computed exactly
+    elif op.startswith("sparse"):
+        labels = rng.integers(0, K, size=R)
+    elif op in ("sigmoid_cross_entropy", "binary_cross_entropy"):
+        labels = rng.choice([0.0, 1.0, 0.5, rng.random()], size=shape)
+        opts["axis"] = draw(st.sampled_from([None, -1]))
+        if op == "binary_cross_entropy":
+            x = np.where((x == 0) & (labels != 0), 0.5, x)
+            x = np.where((x == 1) & (labels != 1), 0.5, x)
+    if "cross_entropy" in op:
+        opts["label_smoothing"] = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5]))
+        opts["reduction"] = draw(st.sampled_from(["none", "none", "sum", "mean"]))
+    if op in ("softmax_cross_entropy", "sparse_softmax_cross_entropy") and draw(st.booleans()):
+        opts["class_weights"] = rng.random(K) * 3
+    if op in ("softmax", "log_softmax") and K > 1 and rng.random() < 0.2:
+        opts["where"] = rng.random(shape) < 0.7
+    return {
+        "name": name,
+        "x": x,
+        "labels": labels,
+        "opts": opts,
+        "grad": draw(st.booleans()),
+        "seed": int(rng.integers(0, 2**31)),
+    }
+
+
+def _agree(a: np.ndarray, b: np.ndarray, name: str) -> None:
+    """a: narrow-target result, b: float64-target result."""
+    assert np.array_equal(a.undefined, b.undefined)
+    av, bv = np.ravel(a.value), np.ravel(b.value)
+    fin = np.isfinite(bv)
+    assert np.array_equal(np.isnan(av), np.isnan(bv))
+    assert np.array_equal(av[~fin & ~np.isnan(bv)], bv[~fin & ~np.isnan(bv)])
+    if name == "float64":
+        name = "float32"
+    fmt = float_format(name)
+    with np.errstate(over="ignore"):
+        mag = np.abs(bv[fin]) * 2
+    e = np.maximum(np.frexp(np.where(np.isfinite(mag), mag, 0))[1] - 1, fmt.min_exponent)
+    tol = np.ldexp(1.0, e - fmt.precision + 1) * 2.0**-8 + np.spacing(mag) * 2
+    assert np.all(np.abs(av[fin] - bv[fin]) <= tol), np.max(np.abs(av[fin] - bv[fin]) / tol)
+
+
+def _laws(op: str, r: ref.Exact, case: dict) -> None:
+    """Identities every float64-target result satisfies (cheap, no oracle)."""
+    v, ok = r.value, r.undefined == 0
+    if op == "softmax":
+        assert np.all(v[ok] >= 0) and np.all(v[ok] <= 1)
+        rows = ok.all(axis=-1)
+        s = v[rows].sum(axis=-1)
+        assert np.all(np.abs(s - 1) <= (v.shape[-1] + 2) * 2.0**-52)
+    elif op == "log_softmax":
+        assert np.all(v[ok] <= 0)
+        rows = ok.all(axis=-1)
+        assert np.all(v[rows].max(axis=-1) >= -math.log(v.shape[-1]) * (1 + 1e-15) - 1e-300)
+    elif op == "logsumexp":
+        x = case["x"]
+        with np.errstate(invalid="ignore"):
+            assert np.all(v[ok] >= x.max(axis=-1)[ok])
+    elif "cross_entropy" in op:
+        lab = case["labels"]
+        valid = lab is None or op.startswith("sparse") or np.all(lab >= 0)
+        if (valid and r.undefined.ndim == 0) or valid:
+            assert np.all(v[ok] >= 0)
+
+
+def _run(op: str, case: dict) -> None:
+    name, opts = case["name"], case["opts"]
+    xd = case["x"].astype(np_dtype(name))
+    lab = case["labels"]
+    narrow = {"target": "float32"} if name == "float64" else {}
+    if case["grad"]:
+        shape = np.shape(ref.evaluate(op, xd, lab, **opts).value)
+        g = np.random.default_rng(case["seed"]).standard_normal(shape) + 0.5
+        a = ref.vjp(op, xd, lab, cotangent=g, **opts, **narrow)
+        b = ref.vjp(op, xd, lab, cotangent=g, **opts, target="float64")
+    else:
+        a = ref.evaluate(op, xd, lab, **opts, **narrow)
+        b = ref.evaluate(op, xd, lab, **opts, target="float64")
+        _laws(op, b, case)
+    _agree(a, b, name)
+
+
+def _make(op: str):
+    @with_examples(N_BULK)
+    @given(case=batches(op))
+    def test(case: dict) -> None:
+        _run(op, case)
+
+    test.__name__ = f"test_tiers_agree_{op}"
+    return test
+
+
+for _op in OPS:
+    globals()[f"test_tiers_agree_{_op}"] = _make(_op)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", OPS)
+@with_examples(20_000)
+@given(data=st.data())
+def test_tiers_agree_sweep(op: str, data) -> None:
+    """The same at 20,000 examples per operation (nox 'sweep' session)."""
+    _run(op, data.draw(batches(op)))

@@ -1,0 +1,196 @@
+"""The reference's precision tiers: the mpmath tier on its own (as on platforms whose
+longdouble is plain double), the libm accuracy the float tiers assume, the building blocks
+(pairwise sums, TwoSum, correct rounding)."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import oracle as O
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mpmath import mp
+from test_reference import HARD_ROWS
+from test_reference_support import (
+    class_weights,
+    cotangents,
+    logit_rows,
+    rounded,
+    smoothing,
+    soft_labels,
+    with_examples,
+)
+
+from conformance import _precision as P
+from conformance import reference as ref
+
+N_MPMATH = 150
+
+
+@pytest.fixture
+def no_longdouble(monkeypatch):
+    """Tier 2 off: float64 targets go straight to mpmath (macOS arm64, Windows)."""
+    monkeypatch.setattr(P, "USE_LONGDOUBLE", False)
+
+
+@pytest.mark.usefixtures("no_longdouble")
+@pytest.mark.parametrize(("name", "row"), [r for r in HARD_ROWS if r[0] == "float64"])
+def test_hard_rows_in_mpmath(name: str, row: list[float]) -> None:
+    x = np.array(row)
+    for r, w in zip(ref.log_softmax(x), O.log_softmax(x), strict=True):
+        assert O.ulp_distance(r, O.to_f64(w)) == 0  # Ziv: correctly rounded
+    assert O.ulp_distance(float(ref.logsumexp(x)), O.to_f64(O.logsumexp(x))) == 0
+    g = np.linspace(-1, 2, len(x))
+    for r, w in zip(ref.vjp("softmax", x, cotangent=g).value, O.softmax_vjp(x, g), strict=True):
+        assert O.ulp_distance(r, O.to_f64(w)) == 0
+
+
+_OPS = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+    "probability_cross_entropy",
+    "sparse_probability_cross_entropy",
+    "sigmoid_cross_entropy",
+    "binary_cross_entropy",
+]
+
+
+@pytest.mark.usefixtures("no_longdouble")
+@pytest.mark.parametrize("op", _OPS)
+@with_examples(N_MPMATH)
+@given(data=st.data())
+def test_mpmath_tier_is_correctly_rounded(op: str, data) -> None:
+    """float64 targets without longdouble: every value and gradient element is the
+    correctly rounded exact value."""
+    x = data.draw(logit_rows("float64", kmax=4, neg_inf=False))
+    k = len(x)
+    labels, kw = None, {}
+    if "probability" in op or op == "binary_cross_entropy":
+        top = 1 - 2.0**-40 if op == "binary_cross_entropy" else 1.0  # p = 1: an inf loss
+        x = rounded(
+            np.array(data.draw(st.lists(st.floats(2.0**-40, top), min_size=k, max_size=k))),
+            "float64",
+        )
+    if op in ("softmax_cross_entropy", "probability_cross_entropy"):
+        labels = data.draw(soft_labels(k))
+    elif op.startswith("sparse"):
+        labels = np.array(data.draw(st.integers(0, k - 1)))
+    elif op in ("sigmoid_cross_entropy", "binary_cross_entropy"):
+        labels = np.array(data.draw(st.lists(st.floats(0, 1), min_size=k, max_size=k)))
+        kw["axis"] = None
+    if "cross_entropy" in op:
+        kw["label_smoothing"] = data.draw(smoothing)
+    if "cross_entropy" in op and "sigmoid" not in op and "binary" not in op:
+        kw["class_weights"] = data.draw(class_weights(k))
+    got = ref.evaluate(op, x, labels, **kw)
+    g = data.draw(cotangents(np.shape(got.value)))
+    grad = ref.vjp(op, x, labels, cotangent=g, **kw)
+    t = (
+        None
+        if labels is None
+        else (O.one_hot(int(labels), k) if op.startswith("sparse") else labels)
+    )
+    eps, w = kw.get("label_smoothing", 0.0), kw.get("class_weights")
+    if op == "softmax":
+        want, wgrad = O.softmax(x), O.softmax_vjp(x, g)
+    elif op == "log_softmax":
+        want, wgrad = O.log_softmax(x), O.log_softmax_vjp(x, g)
+    elif op == "logsumexp":
+        want, wgrad = [O.logsumexp(x)], O.logsumexp_vjp(x, float(g))
+    elif op in ("softmax_cross_entropy", "sparse_softmax_cross_entropy"):
+        want, wgrad = [O.cross_entropy(x, t, w, eps)], O.cross_entropy_vjp(x, t, float(g), w, eps)
+    elif op in ("probability_cross_entropy", "sparse_probability_cross_entropy"):
+        want = [O.probability_cross_entropy(x, t, w, eps)]
+        wgrad = O.probability_cross_entropy_vjp(x, t, float(g), w, eps)
+    elif op == "sigmoid_cross_entropy":
+        want = O.sigmoid_cross_entropy(x, labels, eps)
+        wgrad = O.sigmoid_cross_entropy_vjp(x, labels, g, eps)
+    else:
+        want = O.binary_cross_entropy(x, labels, eps)
+        wgrad = O.binary_cross_entropy_vjp(x, labels, g, eps)
+    for r, v in zip(np.ravel(got.value), want, strict=True):
+        assert O.ulp_distance(r, O.to_f64(v)) == 0, (op, r, O.to_f64(v))
+    for r, v in zip(np.ravel(grad.value), wgrad, strict=True):
+        assert O.ulp_distance(r, O.to_f64(v)) == 0, (op + " vjp", r, O.to_f64(v))
+
+
+# ---------------------------------------------------------------- assumptions and parts
+@pytest.mark.parametrize("backend", [P.F64, P.LD] if P.WIDE_LONGDOUBLE else [P.F64])
+@pytest.mark.parametrize("fn", ["exp", "log", "log1p"])
+def test_libm_accuracy_assumption(backend: P.Backend, fn: str) -> None:
+    """The float tiers' bounds assume exp/log/log1p within fn_err units of u."""
+    rng = np.random.default_rng(1)
+    if fn == "exp":
+        x = -np.concatenate([rng.random(400) * 700, rng.random(200) * 3, rng.random(100) * 1e-8])
+    else:
+        x = np.concatenate([rng.random(400), 10.0 ** rng.uniform(-300, 300, 300)])
+    xb = x.astype(backend.dtype) * (1 + backend.dtype(backend.u) * 3)  # use the low bits
+    y = getattr(np, fn)(xb)
+    worst = 0.0
+    with mp.workprec(200):
+        for xi, yi in zip(xb, y, strict=True):
+            exact = getattr(mp, fn)(_to_mp(xi))
+            if exact != 0:
+                worst = max(worst, float(abs(_to_mp(yi) - exact) / abs(exact)))
+    assert worst <= backend.fn_err * backend.u, worst / backend.u
+
+
+def _to_mp(v) -> mp.mpf:
+    hi, lo = P.ld_to_dd(np.array([v], dtype=np.longdouble))
+    return mp.mpf(float(hi[0])) + mp.mpf(float(lo[0]))
+
+
+@given(st.lists(st.floats(-1e300, 1e300), min_size=1, max_size=70))
+@with_examples(300)
+def test_pairwise_sum_bound(values: list[float]) -> None:
+    a = np.array(values)
+    exact = sum((Fraction(v) for v in values), Fraction(0))
+    got = P.pairwise_sum(a[None, :])[0]
+    depth = P.F64.depth(len(values))
+    bound = depth * 2.0**-53 * math.fsum(abs(v) for v in values) * (1 + 1e-10)
+    assert abs(Fraction(float(got)) - exact) <= Fraction(bound)
+
+
+@given(st.floats(-1e300, 1e300), st.floats(-1e300, 1e300))
+@with_examples(300)
+def test_two_diff_is_exact(a: float, b: float) -> None:
+    for B in [P.F64, P.LD] if P.WIDE_LONGDOUBLE else [P.F64]:
+        hi, lo = B.two_diff(B.arr(np.array([a])), B.arr(np.array([b])))
+        h, ll = (P.ld_to_dd(hi)[0][0], P.ld_to_dd(lo)[0][0]) if B is P.LD else (hi[0], lo[0])
+        hh = P.ld_to_dd(hi) if B is P.LD else (hi, np.zeros(1))
+        total = Fraction(float(hh[0][0])) + Fraction(float(hh[1][0])) + Fraction(float(ll))
+        if B is P.LD:
+            lh, lt = P.ld_to_dd(lo)
+            total = (
+                Fraction(float(hh[0][0]))
+                + Fraction(float(hh[1][0]))
+                + Fraction(float(lh[0]))
+                + Fraction(float(lt[0]))
+            )
+        assert total == Fraction(a) - Fraction(b), (B.name, h)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "3.7200759760208359629e-44",
+        "2.4703282292062327e-324",
+        "2.4703282292062328e-324",
+        "7.4109846876186982e-324",
+        "1.7976931348623158e308",
+        "1.7976931348623159e308",
+        "-1e-400",
+        "0.1",
+        "-2.2250738585072011e-308",
+    ],
+)
+def test_round_mpf_is_correct_rounding(value: str) -> None:
+    ctx = P.mp_context()
+    with ctx.workprec(400), mp.workprec(400):
+        assert P.round_mpf(ctx.mpf(value)) == O.to_f64(mp.mpf(value))
