@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import enum
 import sys
 import time
@@ -244,6 +245,8 @@ class Adapter(abc.ABC):
     modules: tuple[str, ...] = ()
     """Top-level modules that must be importable."""
     cache_size: int = 512
+    only_dtypes: tuple[str, ...] | None = None
+    """A variant adapter that exists for one finding restricts its cells to these dtypes."""
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple[Any, ...], Runner] = OrderedDict()
@@ -258,7 +261,14 @@ class Adapter(abc.ABC):
     def implementations(self) -> list[Implementation]:
         """Every API this adapter binds, with what each declares."""
         if self._impls is None:
-            self._impls = list(self._implementations())
+            self._impls = [
+                impl
+                if self.only_dtypes is None
+                else dataclasses.replace(
+                    impl, dtypes=tuple(d for d in impl.dtypes if d in self.only_dtypes)
+                )
+                for impl in self._implementations()
+            ]
             names = [i.name for i in self._impls]
             if len(set(names)) != len(names):
                 raise ValueError(f"{self.name}: duplicate implementation names")

@@ -298,3 +298,4 @@ class JaxX32Adapter(JaxAdapter):
 
     name = "jax-x32"
     x64 = False
+    only_dtypes = ("float64",)  # the finding: float64 input computed in float32

@@ -246,3 +246,4 @@ class TensorFlowOneDnnOffAdapter(TensorFlowAdapter):
 
     name = "tensorflow-onednn-off"
     onednn = False
+    only_dtypes = ("float32", "bfloat16")  # the dtypes oneDNN's CPU kernels serve

@@ -146,7 +146,24 @@ def pairwise_sum(a: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- mpmath helpers
-_mp_exp = np.frompyfunc(lambda v: _IV.exp(v), 1, 1)
+_LOG2E_LO, _LOG2E_HI = 1.4426950408889633, 1.4426950408889635
+
+
+def _exp_one(v):
+    """exp of an interval; far below -2**16 a cheap enclosure by powers of two (mpmath
+    would raise e to a huge integer power, and the value is < 2**-94000 anyway)."""
+    hi = _MP.make_mpf(v._mpi_[1])
+    if hi < -65536 and _MP.isfinite(hi):
+        lo = _MP.make_mpf(v._mpi_[0])
+        with _MP.workprec(64):
+            a = int(_MP.floor(lo * _LOG2E_HI)) - 2 if _MP.isfinite(lo) else None
+            b = int(_MP.ceil(hi * _LOG2E_LO)) + 2
+        top = _MP.ldexp(1, b)
+        return _IV.mpf([0 if a is None else _MP.ldexp(1, a), top])
+    return _IV.exp(v)
+
+
+_mp_exp = np.frompyfunc(_exp_one, 1, 1)
 _mp_log = np.frompyfunc(lambda v: _IV.log(v), 1, 1)
 _mp_log1p = np.frompyfunc(lambda v: _IV.log1p(v), 1, 1)
 _mp_from_float = np.frompyfunc(lambda v: _IV.mpf(float(v)), 1, 1)

@@ -135,19 +135,21 @@ def reduce(
     s1, s2, e2 = P.dd_sum(hi, lo)
     ctx = P.mp_context()
     with ctx.workprec(200):
-        total = ctx.ldexp(ctx.mpf(s1) + ctx.mpf(s2), e2)
-        value = P.round_mpf(total / P.mpf(den))
-        err = float(
-            (math.fsum(np.ldexp(bnd, -e2).tolist()) + abs(s1) * 2.0**-104)
-            * ctx.ldexp(1, e2)
-            / abs(P.mpf(den))
-        )
-    if not P.accepted(np.array([value]), np.array([err]), fmt.precision, fmt.min_exponent)[0]:
-
-        def total(_ids: np.ndarray) -> np.ndarray:
+        d = P.mpf(den)
+        total = ctx.ldexp(ctx.mpf(s1) + ctx.mpf(s2), e2) / d
+        err = ctx.ldexp(math.fsum(np.ldexp(bnd, -e2).tolist()) + abs(s1) * 2.0**-104,
+                        e2) / abs(d)
+        value = P.round_mpf(total)
+        if math.isfinite(value):
+            ok = err <= ctx.mpf(float(P.tolerance(np.array([value]), fmt.precision,
+                                                  fmt.min_exponent)[0]))
+        else:  # beyond the overflow threshold even after the error: rounds to infinity
+            ok = abs(total) - err >= ctx.ldexp(2**53 - 1, 971)
+    if not ok:
+        def total_fn(_ids: np.ndarray) -> np.ndarray:
             return np.array([[mp_total() / P.MP.const(den)]], dtype=object)
 
-        vf, _ = P.ziv(total, np.array([0]), np.array([[True]]))
+        vf, _ = P.ziv(total_fn, np.array([0]), np.array([[True]]))
         value = float(vf[0, 0])
     return Exact(np.array(value), np.array(0, dtype=np.uint8))
 

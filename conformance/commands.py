@@ -71,6 +71,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cell-timeout", type=float, default=600.0, metavar="SECONDS")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads per worker for the frameworks' kernels (default: 1)",
+    )
+    p.add_argument(
         "--known",
         default=None,
         metavar="FILE.toml",
@@ -117,8 +123,8 @@ def run_command(args: argparse.Namespace) -> int:
     for dtype in args.dtype:
         if dtype not in FLOAT_DTYPES:
             raise UsageError(f"--dtype {dtype!r}: choose from {', '.join(FLOAT_DTYPES)}")
-    if args.jobs < 1 or args.cell_timeout <= 0:
-        raise UsageError("--jobs and --cell-timeout must be positive")
+    if args.jobs < 1 or args.cell_timeout <= 0 or args.threads < 1:
+        raise UsageError("--jobs, --threads and --cell-timeout must be positive")
     out: Path = args.out or DEFAULT_OUT
     adapters = select_adapters(args.framework, args.adapter)
     skip: dict[str, set[tuple[str, str, str, str]]] = {}
@@ -142,6 +148,7 @@ def run_command(args: argparse.Namespace) -> int:
         modes=None if args.mode == "all" else [args.mode],
         shard=parse_shard(args.shard),
         jobs=args.jobs,
+        threads=args.threads,
         cell_timeout_s=args.cell_timeout,
         known=args.known,
         skip=skip,

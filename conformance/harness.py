@@ -10,6 +10,7 @@ phase (`hypothesis.target` on the budget ratio) then climbs toward each cell's w
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from hypothesis import seed as hypothesis_seed
 from adapters.base import Adapter, Axes, Call, Implementation, UnsupportedCall
 from conformance import cases, known, reference, strategies
 from conformance.dtypes import as_dtype
-from conformance.judge import Verdict, judge, worst
+from conformance.judge import Finding, Judgement, Verdict, judge, worst
 from conformance.misuse import run_misuse
 from conformance.ops import CATALOG, LabelKind, Op, Option, Reduction
 from conformance.record import CellResult, Input, cell_record
@@ -39,10 +40,13 @@ class Profile:
     class_counts: tuple[int, ...] | None
     """Class counts the draws use; a short menu lets rows be batched into one call."""
     max_rank: int
+    min_rank: int = 1
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", drawn=32, targeted=0, class_counts=(1, 3, 10, 1000), max_rank=2),
+    "quick": Profile(
+        "quick", drawn=32, targeted=0, class_counts=(1, 3, 10, 1000), max_rank=2, min_rank=2
+    ),
     "ci": Profile(
         "ci", drawn=200, targeted=40, class_counts=(1, 2, 3, 7, 64, 1000, 32768), max_rank=4
     ),
@@ -84,14 +88,32 @@ def corpus_inputs(impl: Implementation, dtype: str) -> list[Input]:
 
 def drawn_inputs(impl: Implementation, dtype: str, profile: Profile, seed: int) -> list[Input]:
     """`profile.drawn` Hypothesis draws, a function of (seed, op, dtype, options) only."""
+    found = _draw(impl.op, dtype, impl.options, impl.axes is Axes.LAST, profile, seed)
+    return [
+        Input(f"drawn-{i}", e.x, e.labels, options_for(impl, e.options), e.invalid)
+        for i, e in enumerate(found)
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _draw(
+    op: Op,
+    dtype: str,
+    options: frozenset[Option],
+    last_axis_only: bool,
+    profile: Profile,
+    seed: int,
+) -> tuple[strategies.Example, ...]:
+    """The draws themselves, cached: every mode and device of a cell family shares them."""
     found: list[strategies.Example] = []
     strategy = strategies.examples(
-        impl.op,
+        op,
         dtype,
-        impl.options,
+        options,
         max_rank=profile.max_rank,
         class_counts=profile.class_counts,
-        last_axis_only=impl.axes is Axes.LAST,
+        last_axis_only=last_axis_only,
+        min_rank=profile.min_rank,
     )
 
     @hypothesis_seed(seed)
@@ -107,10 +129,7 @@ def drawn_inputs(impl: Implementation, dtype: str, profile: Profile, seed: int) 
         found.append(example)
 
     collect()
-    return [
-        Input(f"drawn-{i}", e.x, e.labels, options_for(impl, e.options), e.invalid)
-        for i, e in enumerate(found[: profile.drawn])
-    ]
+    return tuple(found[: profile.drawn])
 
 
 GRADIENT_MAX_ELEMENTS = 2**14
@@ -230,10 +249,45 @@ def _run_batch(
             invalid=item.invalid,
             case=item.case,
         )
-        result.add(
-            item,
-            j,
-            {"value": value, "grad": grad, "cotangent": ct, "output_dtype": outcome.output_dtype},
+        returned = {
+            "value": value,
+            "grad": grad,
+            "cotangent": ct,
+            "output_dtype": outcome.output_dtype,
+        }
+        if rows_slice is not None and j.findings:
+            _attribute(adapter, impl, item, device, mode, rng, result, j)
+        else:
+            result.add(item, j, returned)
+
+
+def _attribute(
+    adapter: Adapter,
+    impl: Implementation,
+    item: Input,
+    device: str,
+    mode: str,
+    rng: np.random.Generator,
+    result: CellResult,
+    batched: Judgement,
+) -> None:
+    """Re-run an input that showed findings inside a batch on its own, so that a finding is
+    attributed to the input that causes it; a finding that only the batch shows means the
+    row's result depends on the rows batched with it."""
+    before = len(result.judgements)
+    _run_batch(adapter, impl, [item], device, mode, rng, result)
+    if len(result.judgements) == before:
+        return
+    alone = result.judgements[-1][1]
+    if not alone.findings:
+        kinds = ", ".join(sorted({f.kind for f in batched.findings}))
+        alone.findings.append(
+            Finding(
+                Verdict.DIVERGENT,
+                "batch-dependent",
+                f"correct alone, but {kinds} when batched with other rows",
+                item.case,
+            )
         )
 
 

@@ -42,8 +42,25 @@ class RunOptions:
     jobs: int = 2
     cell_timeout_s: float = 600.0
     known: str | None = None
+    threads: int = 1
+    """Threads per worker for the frameworks' CPU kernels (the environment can override)."""
     skip: dict[str, set[CellKey]] = field(default_factory=dict)
     """Per adapter, cells already in the results file (`--resume`)."""
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that caps the frameworks' CPU thread pools: with one worker per core,
+    more threads only oversubscribe (a tiny torch softmax took 8 ms with two threads on a
+    loaded 2-core machine, 4 us with one)."""
+    n = str(threads)
+    return {
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": n,
+        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}",
+    }
 
 
 @dataclass
@@ -158,7 +175,7 @@ def run_adapter(
         result.skipped = reason
         progress("skipped", {"adapter": name, "reason": reason})
         return result
-    env = {**os.environ, **adapter.process_env()}
+    env = {**thread_env(options.threads), **os.environ, **adapter.process_env()}
     done: set[CellKey] = set(options.skip.get(adapter.name, set()))
     planned: list[CellKey] | None = None
     while True:

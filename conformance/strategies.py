@@ -34,11 +34,15 @@ class Example:
 
 @st.composite
 def shapes(
-    draw: st.DrawFn, *, max_rank: int = 4, class_counts: tuple[int, ...] | None = None
+    draw: st.DrawFn,
+    *,
+    max_rank: int = 4,
+    class_counts: tuple[int, ...] | None = None,
+    min_rank: int = 1,
 ) -> tuple[int, ...]:
     """Ranks 1-4; size-1 and (rarely) empty dimensions; class counts up to 2**17 (rarely),
     or from the menu `class_counts` (so that rows of equal length can be batched)."""
-    rank = draw(st.integers(1, max_rank))
+    rank = draw(st.integers(min(min_rank, max_rank), max_rank))
     batch = draw(
         st.lists(st.sampled_from([1, 1, 2, 3, 4, 5, 0]), min_size=rank - 1, max_size=rank - 1)
     )
@@ -151,11 +155,12 @@ def examples(
     max_rank: int = 4,
     class_counts: tuple[int, ...] | None = None,
     last_axis_only: bool = False,
+    min_rank: int = 1,
 ) -> Example:
     """An input of `op` in `dtype`, using only the `supported` options of an implementation."""
     spec = CATALOG[op]
     supported = spec.options if supported is None else supported
-    shape = draw(shapes(max_rank=max_rank, class_counts=class_counts))
+    shape = draw(shapes(max_rank=max_rank, class_counts=class_counts, min_rank=min_rank))
     binary = spec.labels is LabelKind.BINARY
     axis = -1 if last_axis_only or binary or max_rank <= 2 else draw(axes(len(shape)))
     options: dict[str, Any] = {}

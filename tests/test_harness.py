@@ -98,3 +98,11 @@ def test_worst_input_is_stored_exactly() -> None:
     x = decode_array(worst["x"])
     assert x.dtype == np.float32
     assert "np.frombuffer" in worst["snippet"]
+
+
+def test_a_row_poisoned_by_its_batch_is_found_and_attributed() -> None:
+    adapter, op, _, _ = BROKEN["nan-poisons-batch"]
+    findings = _cell(adapter, op)["findings"]
+    assert any(f["kind"] == "batch-dependent" for f in findings), findings
+    # the NaN case itself is still blamed on its own second row
+    assert any(f["kind"] == "nan-where-defined" and f["case"] == "nan" for f in findings)
