@@ -88,7 +88,14 @@ class JaxEngine(Adapter):
     def _x64_scope(self) -> contextlib.AbstractContextManager[Any]:
         import jax
 
-        return contextlib.nullcontext() if self.x64 is None else jax.enable_x64(self.x64)
+        if self.x64 is None:
+            return contextlib.nullcontext()
+        enable_x64 = getattr(jax, "enable_x64", None)
+        if enable_x64 is None:  # jax < 0.8: only jax.experimental.enable_x64
+            import jax.experimental
+
+            enable_x64 = jax.experimental.enable_x64
+        return enable_x64(self.x64)
 
     def _device_scope(self, device: str) -> contextlib.AbstractContextManager[Any]:
         import jax
@@ -121,10 +128,13 @@ class JaxEngine(Adapter):
         if not grad:
             return step
 
+        # Eager values are the plain op-by-op call users see. Eager gradients come from the
+        # jitted VJP: op-by-op, jax.vjp compiles every primitive of the backward pass for
+        # every new shape (~1 s a shape here), and users take gradients under jit anyway.
+        jitted = jax.jit(step)
+
         def eager(x: Any, labels: Any, arrays: dict[str, Any], ct: Any) -> tuple[Any, Any]:
-            # The value users see is the plain call's; under jax.vjp the primal is a
-            # partially evaluated program of its own, which XLA may compile differently.
-            _, g = step(x, labels, arrays, ct)
+            _, g = jitted(x, labels, arrays, ct)
             return fn(x, labels, arrays), g
 
         return eager

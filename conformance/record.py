@@ -42,6 +42,8 @@ class CellResult:
     unsupported: list[str] = field(default_factory=list)
     messages: set[str] = field(default_factory=set)
     misuse: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gradients: bool = True
+    """Whether this cell judges gradients (see Profile.gradient_modes)."""
 
     def add(self, item: Input, j: Judgement, returned: dict[str, Any]) -> None:
         self.judgements.append((item, j, returned))
@@ -124,6 +126,7 @@ def cell_record(
         "verdict": verdict.value,
         "unexpected": worst(unexpected).value if unexpected else None,
         "examples": len(judged),
+        "gradients": result.gradients,
         "elements": sum(j.elements for j in judged),
         "max_ulp": max((j.max_ulp for j in judged), default=0.0),
         "max_budget_ratio": max((j.max_ratio for j in judged), default=0.0),

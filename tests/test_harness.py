@@ -106,3 +106,19 @@ def test_a_row_poisoned_by_its_batch_is_found_and_attributed() -> None:
     assert any(f["kind"] == "batch-dependent" for f in findings), findings
     # the NaN case itself is still blamed on its own second row
     assert any(f["kind"] == "nan-where-defined" and f["case"] == "nan" for f in findings)
+
+
+@pytest.mark.slow
+def test_no_false_alarm_over_a_hundred_thousand_examples() -> None:
+    """The thorough profile (deterministic draws and targeted search) on the exact adapter:
+    every op, every dtype, eager and compiled; run by `nox -s sweep`."""
+    thorough = PROFILES["thorough"]
+    examples = 0
+    for impl in EXACT.implementations():
+        for dtype in FLOAT_DTYPES:
+            for mode in ("eager", "compiled"):
+                record = run_cell(EXACT, impl, dtype, "cpu", mode, thorough, 1, known.load())
+                assert record["findings"] == [], (impl.name, dtype, mode, record["findings"])
+                examples += record["examples"]
+    print(f"{examples} examples, 0 false alarms")
+    assert examples >= 100_000
