@@ -165,8 +165,30 @@ def run_command(args: argparse.Namespace) -> int:
 
         write_report([out], report)
         print(f"report: {report}", file=sys.stderr)
+    for line in stale_deviations(records, args.known):
+        print(line, file=sys.stderr)
     failed = any(r.get("unexpected") for r in records)
     return 1 if failed else 0
+
+
+def stale_deviations(records: list[dict[str, Any]], path: str | None) -> list[str]:
+    """Warnings for known deviations that matched nothing among cells they cover."""
+    import fnmatch
+
+    from conformance import known
+
+    used = {f.get("known") for r in records for f in r.get("findings", [])}
+    adapters = {r["adapter"] for r in records}
+    lines = []
+    for entry in known.load(path):
+        pattern = entry.patterns.get("adapter", "*")
+        in_scope = any(fnmatch.fnmatchcase(a, pattern) for a in adapters)
+        if in_scope and entry.id not in used:
+            lines.append(
+                f"warning: known deviation {entry.id!r} matched nothing in this run;"
+                " if the framework changed, remove it from the known-deviations file"
+            )
+    return lines
 
 
 def _check_writable(path: Path) -> None:
