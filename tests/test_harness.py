@@ -122,3 +122,16 @@ def test_no_false_alarm_over_a_hundred_thousand_examples() -> None:
                 examples += record["examples"]
     print(f"{examples} examples, 0 false alarms")
     assert examples >= 100_000
+
+
+def test_a_known_deviation_that_matches_nothing_is_reported_stale(tmp_path) -> None:
+    from conformance.commands import stale_deviations
+
+    path = tmp_path / "known.toml"
+    path.write_text(
+        '[[deviation]]\nid = "gone"\nreason = "fixed upstream"\n'
+        'link = "https://example.org"\nadapter = "exact"\n'
+    )
+    record = _cell(EXACT, Op.SOFTMAX)
+    assert any("'gone'" in line for line in stale_deviations([record], str(path)))
+    assert stale_deviations([{**record, "adapter": "other"}], str(path)) == []
