@@ -1,12 +1,23 @@
-"""Sessions: the suite's own tests, lint, and the long reference sweep.
+"""Sessions: the suite's own tests, lint, the long reference sweep, the conformance lanes and
+the regression checks (`regression`: two releases of one framework; `diff-baseline`: the
+pinned versions against the committed baseline). See docs/regression.md.
 
 Every session installs from constraints/cpu.txt, the exact versions CI uses
-(torch 2.13.0 is the CPU build from pip's find-links).
+(torch 2.13.0 is the CPU build from pip's find-links); `regression` installs older releases
+with the companion pins of `REGRESSION_LANES` instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
 import nox
+from packaging.version import InvalidVersion, Version
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_missing_interpreters = True
@@ -74,3 +85,312 @@ def lint(session: nox.Session) -> None:
     session.install("ruff", *CONSTRAINTS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+# ------------------------------------------------------------------ regression across releases
+
+CPU_CONSTRAINTS = Path(__file__).resolve().parent / "constraints" / "cpu.txt"
+REGRESSION_ENVS = Path(".nox")
+REPORTS = Path("reports")
+BASELINE = Path("baselines/cpu-quick.jsonl")
+
+
+@dataclass(frozen=True)
+class Lane:
+    """How to install one framework lane at a given release for `nox -s regression`.
+
+    The environment gets the suite (`-e .`), `install` (with the release substituted for
+    `{version}`) and the companion pins of the newest row in `companions` whose first release
+    is at or below the requested one. Everything else stays at constraints/cpu.txt; a companion
+    pinned to None is dropped from the constraints and left to pip.
+    """
+
+    install: tuple[str, ...]
+    controls: tuple[str, ...]
+    """Distributions `install` pins itself (dropped from constraints/cpu.txt)."""
+    companions: tuple[tuple[str, dict[str, str | None]], ...]
+    """(first release covered, {distribution: version}), oldest first."""
+    only: tuple[str, ...] = ()
+    """If set, the only releases this machine may install (torch: the CPU wheel in find-links)."""
+
+    def row(self, framework: str, release: str) -> dict[str, str | None]:
+        """The companion pins for `release`; a nox-friendly error for one the table lacks."""
+        try:
+            wanted = Version(release)
+        except InvalidVersion:
+            raise ValueError(f"{framework} {release!r} is not a version") from None
+        if self.only and release not in self.only:
+            raise ValueError(
+                f"{framework} {release}: this lane installs only {', '.join(self.only)} here "
+                "(other torch versions pull the CUDA stack; see docs/regression.md)"
+            )
+        rows = [pins for first, pins in self.companions if Version(first) <= wanted]
+        if not rows:
+            oldest = self.companions[0][0]
+            raise ValueError(
+                f"{framework} {release}: older than the pin table covers ({oldest}); add a row "
+                "to REGRESSION_LANES in noxfile.py"
+            )
+        return rows[-1]
+
+
+_JAX_04 = {"numpy": "1.26.4", "scipy": "1.12.0", "ml_dtypes": "0.4.1"}
+_JAX_05 = {"numpy": "2.2.6", "scipy": "1.15.3", "ml_dtypes": "0.5.1"}
+_TF_216 = {"numpy": "1.26.4", "ml_dtypes": "0.3.2", "protobuf": "4.25.9"}
+_TF_218 = {"numpy": "2.0.2", "ml_dtypes": "0.5.1", "protobuf": "5.29.6"}
+_KERAS_BACKENDS_2024 = {"tensorflow-cpu": "2.16.2", "jax": "0.4.30", "jaxlib": "0.4.30"}
+_KERAS_BACKENDS_2024 |= {"scipy": "1.12.0"}
+_KERAS_BACKENDS_2025 = {"tensorflow-cpu": "2.18.1", "jax": "0.5.3", "jaxlib": "0.5.3"}
+_KERAS_BACKENDS_2025 |= {"scipy": "1.15.3"}
+
+REGRESSION_LANES: dict[str, Lane] = {
+    "jax": Lane(
+        install=("jax[cpu]=={version}", "optax"),
+        controls=("jax", "jaxlib"),
+        companions=(
+            # optax 0.2.2: no `where`, no safe_softmax_cross_entropy (those cells error).
+            ("0.4.20", {**_JAX_04, "optax": "0.2.2"}),
+            # optax 0.2.5 (the last for jax < 0.5.3): smooth_labels has no axis/where.
+            ("0.4.27", {**_JAX_04, "optax": "0.2.5"}),
+            ("0.5.0", {**_JAX_05, "optax": "0.2.5"}),
+            ("0.5.3", {**_JAX_05}),  # optax 0.2.8 (cpu.txt) needs jax >= 0.5.3
+            ("0.7.0", {}),  # constraints/cpu.txt as is: numpy 2.4, ml_dtypes 0.6
+        ),
+    ),
+    "tensorflow": Lane(
+        install=("tensorflow-cpu=={version}",),
+        controls=("tensorflow-cpu", "tensorflow"),
+        companions=(
+            # 2.15 needs ml_dtypes~=0.2 (the suite needs >= 0.3) and Keras 2: not covered.
+            ("2.16.1", {**_TF_216}),
+            ("2.17.0", {**_TF_216, "ml_dtypes": "0.4.1"}),
+            ("2.18.0", {**_TF_218}),
+            ("2.19.0", {**_TF_218, "numpy": "2.1.3"}),
+            ("2.20.0", {}),
+        ),
+    ),
+    "keras": Lane(
+        # Every backend: keras-tensorflow, keras-jax, keras-torch.
+        install=("keras=={version}", "tensorflow-cpu", "jax[cpu]", "torch"),
+        controls=("keras",),
+        companions=(
+            # keras 3.0-3.4: TensorFlow 2.16 (numpy 1.26), jax 0.4.30.
+            ("3.0.0", {**_TF_216, **_KERAS_BACKENDS_2024}),
+            # keras 3.5-3.9: TensorFlow 2.18 (numpy 2.0), jax 0.5.3.
+            ("3.5.0", {**_TF_218, **_KERAS_BACKENDS_2025}),
+            ("3.10.0", {}),  # tensorflow-cpu 2.20+ needs keras >= 3.10
+        ),
+    ),
+    "scipy": Lane(
+        install=("scipy=={version}",),
+        controls=("scipy",),
+        companions=(
+            ("1.11.0", {"numpy": "1.26.4", "ml_dtypes": "0.4.1"}),
+            ("1.13.0", {"numpy": "2.0.2", "ml_dtypes": "0.5.1"}),
+            ("1.14.0", {"numpy": "2.1.3", "ml_dtypes": "0.5.1"}),
+            ("1.15.0", {"numpy": "2.2.6", "ml_dtypes": "0.5.1"}),
+            ("1.16.0", {}),
+        ),
+    ),
+    "torch": Lane(
+        install=("torch=={version}",),
+        controls=("torch",),
+        companions=(("2.13.0", {}),),
+        only=("2.13.0",),
+    ),
+}
+"""The version-pin table: which companion versions go with which framework release."""
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(line: str) -> str:
+    return _normalise(re.split(r"[\s\[=<>!~;@]", line.strip(), maxsplit=1)[0])
+
+
+def regression_install(framework: str, release: str) -> tuple[list[str], list[str]]:
+    """(pip install arguments, constraints lines) for `framework` at `release`."""
+    if framework not in REGRESSION_LANES:
+        raise ValueError(
+            f"unknown framework {framework!r}: choose from {', '.join(REGRESSION_LANES)}"
+        )
+    lane = REGRESSION_LANES[framework]
+    pins = lane.row(framework, release)
+    requirements = [r.format(version=release) for r in lane.install]
+    requirements += [f"{name}=={v}" for name, v in pins.items() if v is not None]
+    dropped = {_normalise(n) for n in (*lane.controls, *pins)}
+    constraints = [
+        line
+        for line in CPU_CONSTRAINTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#") and _requirement_name(line) not in dropped
+    ]
+    return ["-e", ".", *requirements], constraints
+
+
+def _regression_env(session: nox.Session, framework: str, release: str) -> Path:
+    """A virtualenv under .nox/ with the suite and `framework` at `release` (reused while the
+    pins, pyproject.toml and constraints/cpu.txt are unchanged). Returns its bin directory."""
+    try:
+        args, constraints = regression_install(framework, release)
+    except ValueError as exc:
+        session.error(str(exc))
+    env = REGRESSION_ENVS / f"regression-{framework}-{release}"
+    bindir = env / "bin"
+    stamp = env / ".regression-stamp"
+    inputs = json.dumps([args, constraints, Path("pyproject.toml").read_text()])
+    digest = hashlib.sha256(inputs.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest and (bindir / "conformance").exists():
+        session.log(f"Reusing {env} ({framework} {release})")
+        return bindir
+    session.log(f"Creating {env}: {framework} {release}")
+    session.run(
+        sys.executable, "-m", "virtualenv", "--clear", "-q", "-p", PYTHON, str(env), external=True
+    )
+    constraints_file = env / "constraints.txt"
+    constraints_file.write_text("\n".join(constraints) + "\n")
+    session.run(
+        str(bindir / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        *args,
+        "-c",
+        str(constraints_file),
+        external=True,
+    )
+    session.run(str(bindir / "python"), "-m", "pip", "freeze", "-q", external=True)
+    stamp.write_text(digest)
+    return bindir
+
+
+def _diff(session: nox.Session, bindir: Path, old: Path, new: Path, text: Path) -> None:
+    """`conformance diff OLD NEW`, printed and saved to `text`; the session fails on a
+    regression (after everything else is written)."""
+    out = session.run(
+        str(bindir / "conformance"),
+        "diff",
+        str(old),
+        str(new),
+        external=True,
+        silent=True,
+        success_codes=[0, 1],
+    )
+    out = out or ""
+    text.write_text(out)
+    print(out, end="")
+    if not out.rstrip().endswith("result: no regressions"):
+        session.error(f"regressions: see {text} and the report")
+
+
+@nox.session(venv_backend="none")
+def regression(session: nox.Session) -> None:
+    """`nox -s regression -- FRAMEWORK OLD NEW [conformance run options]`: the quick corpus
+    (seed 0) on two releases, diffed; writes reports/regression-FRAMEWORK-*.jsonl/.html/.txt."""
+    if len(session.posargs) < 3 or session.posargs[0].startswith("-"):
+        session.error(
+            "usage: nox -s regression -- FRAMEWORK OLD NEW [conformance run options], "
+            f"FRAMEWORK one of {', '.join(REGRESSION_LANES)}"
+        )
+    framework, old, new, *run_args = session.posargs
+    REPORTS.mkdir(exist_ok=True)
+    results: dict[str, Path] = {}
+    bindirs: dict[str, Path] = {}
+    for release in dict.fromkeys((old, new)):
+        bindirs[release] = _regression_env(session, framework, release)
+    for release, bindir in bindirs.items():
+        out = REPORTS / f"regression-{framework}-{release}.jsonl"
+        session.run(
+            str(bindir / "conformance"),
+            "run",
+            "--framework",
+            framework,
+            "--profile",
+            "quick",
+            "--seed",
+            "0",
+            *run_args,
+            "--out",
+            str(out),
+            external=True,
+            success_codes=[0, 1],  # 1: findings, which old releases are expected to have
+        )
+        results[release] = out
+    newest = bindirs[new]
+    html = REPORTS / f"regression-{framework}.html"
+    session.run(
+        str(newest / "conformance"),
+        "report",
+        str(results[new]),
+        "--baseline",
+        str(results[old]),
+        "-o",
+        str(html),
+        external=True,
+    )
+    _diff(session, newest, results[old], results[new], REPORTS / f"regression-{framework}.txt")
+
+
+def _baseline_subset(baseline: Path, current: Path, subset: Path) -> Path:
+    """The baseline's records of the cells `current` has (a restricted run): another file."""
+    keys = set()
+    for line in current.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            keys.add(
+                tuple(r.get(k) for k in ("adapter", "implementation", "dtype", "device", "mode"))
+            )
+    kept = [
+        line
+        for line in baseline.read_text().splitlines()
+        if line.strip()
+        and tuple(
+            json.loads(line).get(k)
+            for k in ("adapter", "implementation", "dtype", "device", "mode")
+        )
+        in keys
+    ]
+    subset.write_text("\n".join(kept) + "\n")
+    return subset
+
+
+@nox.session(python=PYTHON, name="diff-baseline")
+def diff_baseline(session: nox.Session) -> None:
+    """The pinned versions (constraints/cpu.txt), quick profile, seed 0, diffed against the
+    committed baselines/cpu-quick.jsonl; posargs restrict the run (and the diff to its cells)."""
+    if not BASELINE.exists():
+        session.skip(
+            f"{BASELINE} is absent: commit one first (conformance run --profile quick --seed 0 "
+            f"--out {BASELINE}); see baselines/README.md"
+        )
+    _install(session, "all")
+    REPORTS.mkdir(exist_ok=True)
+    current = REPORTS / "results.jsonl"
+    session.run(
+        "conformance",
+        "run",
+        "--profile",
+        "quick",
+        "--seed",
+        "0",
+        *session.posargs,
+        "--out",
+        str(current),
+        success_codes=[0, 1],  # findings are judged by the diff, not here
+    )
+    baseline = BASELINE
+    if session.posargs:
+        baseline = _baseline_subset(BASELINE, current, REPORTS / "baseline-subset.jsonl")
+        session.log(f"restricted run: diffing against the baseline's cells in {baseline}")
+    session.run(
+        "conformance",
+        "report",
+        str(current),
+        "--baseline",
+        str(baseline),
+        "-o",
+        "reports/index.html",
+    )
+    session.run("conformance", "diff", str(baseline), str(current))

@@ -338,6 +338,7 @@ def accepted(
         cheap *= rel
         ok = bound <= cheap
         ok &= np.isfinite(value)
+        ok |= np.isinf(value) & (bound == 0)  # exact infinities (log 0 at masked entries)
         if ok.all():
             return ok
         rest = ~ok & np.isfinite(value) & np.isfinite(bound)

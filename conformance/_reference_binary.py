@@ -64,8 +64,8 @@ def sigmoid_ce(B: P.Backend, R: Rows):
     fp, fm = f64(B, spp), f64(B, spm)
     err = np.abs(np.asarray(a).astype(np.float64)) * fm * es + da * fm
     err += np.abs(np.asarray(b).astype(np.float64)) * fp * es + db * fp
-    err = np.where(R["drop"], 0.0, err + f64(B, l_) * 2 * u)
-    tot = (err.sum(-1) + f64(B, l_).sum(-1) * (B.depth(n) + 1) * u) / n + f64(B, v) * u
+    err = np.where(R["drop"], 0.0, err + f64(B, l_) * (2 * u))
+    tot = (err.sum(-1) + f64(B, l_).sum(-1) * ((B.depth(n) + 1) * u)) / n + f64(B, v) * u
     return v[:, None], (K._SAFETY * tot + B.floor)[:, None]
 
 
@@ -83,13 +83,16 @@ def binary_ce(B: P.Backend, R: Rows):
     f1, f2 = f64(B, lp), f64(B, l1p)
     err = np.abs(np.asarray(a).astype(np.float64)) * f1 * (f + 2 * u) + da * f1
     err += np.abs(np.asarray(b).astype(np.float64)) * f2 * (f + 2 * u) + db * f2
-    err = np.where(R["drop"], 0.0, err + f64(B, l_) * 2 * u)
-    tot = (err.sum(-1) + f64(B, l_).sum(-1) * (B.depth(n) + 1) * u) / n + f64(B, v) * u
+    err = np.where(R["drop"], 0.0, err + f64(B, l_) * (2 * u))
+    tot = (err.sum(-1) + f64(B, l_).sum(-1) * ((B.depth(n) + 1) * u)) / n + f64(B, v) * u
     return v[:, None], (K._SAFETY * tot + B.floor)[:, None]
 
 
 def sigmoid_vjp(B: P.Backend, R: Rows):
-    """g (b sigmoid(x) - a sigmoid(-x)); exact at x = 0 and x = +-inf."""
+    """g (sigmoid(x) - z'), per element the better of two exact rewritings:
+    A = b sigmoid(x) - a sigmoid(-x) (for large |x|) and B = tanh(x/2)/2 + (1/2 - a)
+    (for small |x|, where A's terms are both near 1/2), whichever has the smaller bound;
+    exact at x = 0 and x = +-inf. (mpmath: A, whose cancellation Ziv's loop resolves.)"""
     a, b, da, db = _ab(B, R)
     gs, eg = K.factor(B, R)
     x = B.arr(R["x"])
@@ -97,18 +100,25 @@ def sigmoid_vjp(B: P.Backend, R: Rows):
     sp_, sm_ = 1 / (1 + E), E / (1 + E)
     pos = R["x"] >= 0
     sx, smx = np.where(pos, sp_, sm_), np.where(pos, sm_, sp_)
-    v = (b * sx - a * smx) * gs[:, None]
-    if B.is_mp:
-        return v, None
+    va = b * sx - a * smx
+    if B.is_mp:  # intervals: Ziv's precision absorbs A's cancellation
+        return va * gs[:, None], None
     u = B.u
     es = np.where((R["x"] == 0) | np.isinf(R["x"]), 0.0, (B.fn_err + 3) * u)
     fsx, fsm = f64(B, sx), f64(B, smx)
-    err = (
+    erra = (
         np.abs(np.asarray(b).astype(np.float64)) * fsx * (es + u)
         + db * fsx
         + np.abs(np.asarray(a).astype(np.float64)) * fsm * (es + u)
         + da * fsm
     )
+    th = np.tanh(x / 2)
+    h_ = B.dtype(0.5) - a  # exact for a in [1/4, 1] (Sterbenz), else one rounding
+    vb = th / 2 + h_
+    errb = f64(B, th) / 2 * (B.fn_err + 2) * u + da + f64(B, h_) * u
+    use_b = errb + f64(B, vb) * u < erra + f64(B, va) * u
+    v = np.where(use_b, vb, va) * gs[:, None]
+    err = np.where(use_b, errb, erra)
     err = f64(B, gs)[:, None] * err + f64(B, v) * (eg + 2 * u)
     return v, K._SAFETY * err + B.floor
 
@@ -210,6 +220,7 @@ def binary(
         hi[reg], lo[reg], bnd[reg] = hi_r[:, 0], lo_r[:, 0], b_r[:, 0]
         hi[pos], hi[neg] = np.inf, -np.inf
         hi[codes != 0] = np.nan
+        hi += 0.0  # a loss of -0.0 (0 * -log 1) is reported as +0.0
         if red is Reduction.NONE:
             return Exact(hi.reshape(view.batch_shape), codes.reshape(view.batch_shape))
         if R == 0 and red is not Reduction.SUM:
@@ -221,7 +232,7 @@ def binary(
             return P.pairwise_sum(v[:, 0])
 
         den = None if red is Reduction.SUM else Fraction(R)
-        return reduce(red, hi, lo, bnd, codes, den, fmt, mp_total)
+        return reduce(red, hi, lo, bnd, codes, den, fmt, mp_total, special=pos | neg)
     g = exact_f64(cot, "cotangent")
     gcodes = codes.copy()
     if red is Reduction.NONE:

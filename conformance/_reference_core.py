@@ -71,6 +71,7 @@ def merge_codes(*codes: np.ndarray) -> np.ndarray:
     return out
 
 
+_OVERFLOW = np.ldexp(np.longdouble(2**54 - 1), 970)  # float64 max + ulp/2: rounds to inf
 Kernel = Callable[[P.Backend, Rows], tuple[np.ndarray, np.ndarray | None]]
 ZeroTest = Callable[[Rows], np.ndarray]
 
@@ -112,6 +113,9 @@ def tiered(
             hi[pending], bound[pending] = vh, b
             lo[pending] = 0.0 if vl is None else vl
         ok = P.accepted(vh, b, prec, emin)
+        if not B.is_mp and np.isinf(vh).any():  # overflow: inf when even |v| - bound rounds
+            with np.errstate(all="ignore"):  # up (4 b: bounds use clipped magnitudes)
+                ok |= np.isinf(vh) & (np.abs(v) - 4 * b.astype(B.dtype) >= _OVERFLOW)
         pending = pending[~ok.all(axis=1)]
     if hi is None:
         hi, bound = np.full((n, n_out), np.nan), np.full((n, n_out), np.inf)

@@ -49,8 +49,13 @@ class Rows:
 
 
 def f64(B: Backend, a: np.ndarray) -> np.ndarray:
-    """A float backend's array as float64 magnitudes for bound arithmetic."""
-    return np.abs(np.asarray(a).astype(np.float64))
+    """A float backend's array as float64 magnitudes for bound arithmetic (longdouble
+    magnitudes beyond float64's range are clipped to its max: such values round to an
+    infinity, which `tiered` accepts only with a margin that covers the clipping)."""
+    out = np.abs(np.asarray(a)).astype(np.float64)
+    if B.dtype is not np.float64:
+        np.minimum(out, np.finfo(np.float64).max, out=out)
+    return out
 
 
 def zero(B: Backend):
@@ -65,9 +70,10 @@ def factor(B: Backend, R: Rows) -> tuple[np.ndarray, float]:
         return B.arr(g), 0.0
     if B.is_mp:
         return B.arr(g) * B.const(fac), 0.0
-    hi = float(fac)
-    lo = float(fac - Fraction(hi))
-    fv = B.dtype(hi) + B.dtype(lo)
+    e = fac.numerator.bit_length() - fac.denominator.bit_length()  # fac = m 2**e, m ~ 1
+    m = fac / Fraction(2) ** e
+    hi = float(m)
+    fv = np.ldexp(B.dtype(hi) + B.dtype(float(m - Fraction(hi))), e)  # inf past the range
     return B.arr(g) * fv, 3 * B.u + float(R.c.get("factor_err", 0.0))
 
 
@@ -124,7 +130,7 @@ class Norm:
 
 def _abs_bound(B: Backend, v: np.ndarray, rel: float) -> np.ndarray:
     """|v| rel + floor as a new float64 array."""
-    out = np.abs(v) if B.dtype is np.float64 else np.abs(np.asarray(v).astype(np.float64))
+    out = f64(B, v)
     out *= rel
     out += B.floor
     return out
@@ -173,7 +179,7 @@ def logsumexp_scaled(B: Backend, R: Rows):
     if B.is_mp:
         return v[:, None], None
     u, f = B.u, B.fn_err * B.u
-    eT = f64(B, Sb) * _SAFETY * (N.eps_e + (N.h + 2) * u) + f64(B, t1) * 2 * u
+    eT = f64(B, Sb) * _SAFETY * (N.eps_e + (N.h + 2) * u) + f64(B, t1) * (2 * u)
     T64 = np.asarray(T).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         lerr = eT / (1 + T64) + np.abs(np.log1p(T64)) * (f + u)
@@ -226,10 +232,10 @@ def cross_entropy(B: Backend, R: Rows):
     sc = ac.sum(-1)
     err = (
         sc * L * (N.eps_L + (h + 2) * u)
-        + (ac * hi).sum(-1) * (h + 2) * u
+        + (ac * hi).sum(-1) * ((h + 2) * u)
         + (dc * (hi + L[:, None])).sum(-1)
         + f64(B, Alo)
-        + f64(B, v) * 3 * u
+        + f64(B, v) * (3 * u)
     )
     return v[:, None], (_SAFETY * err + B.floor)[:, None]
 
@@ -272,12 +278,12 @@ def log_softmax_vjp(B: Backend, R: Rows):
     u, h = B.u, N.h
     ag = np.abs(R["g"])
     sg = ag.sum(-1)
-    eG = sg * (h + 1) * u
+    eG = sg * ((h + 1) * u)
     pf, Gf = f64(B, p), f64(B, G)
     err = pf * (Gf * (N.eps_p + 2 * u) + eG)[:, None]
-    ek = f64(B, qk) * (Gf * (N.eps_q + 2 * u) + eG) + (sg - ag[N.rows, N.k]) * (h + 1) * u
+    ek = f64(B, qk) * (Gf * (N.eps_q + 2 * u) + eG) + (sg - ag[N.rows, N.k]) * ((h + 1) * u)
     err[N.rows, N.k] = ek
-    err = err + f64(B, v) * 2 * u
+    err = err + f64(B, v) * (2 * u)
     return v, _SAFETY * err + B.floor
 
 
@@ -318,8 +324,10 @@ def cross_entropy_vjp(B: Backend, R: Rows):
     u, h = B.u, N.h
     ac = np.abs(np.asarray(c).astype(np.float64))
     sc, sdc = ac.sum(-1), dc.sum(-1)
-    eC = np.broadcast_to(((h + 1) * u * sc + sdc)[:, None], ac.shape).copy()
-    eC[N.rows, heavy] = (h + 1) * u * (sc - ac[N.rows, heavy]) + sdc
+    # C_{-j}'s error: the summation, and the label roundings of the other classes (the
+    # rounding of c_j itself cancels in C - c_j and is absent from the separate sum)
+    eC = (h + 1) * u * sc[:, None] + (sdc[:, None] - dc)
+    eC[N.rows, heavy] = (h + 1) * u * (sc - ac[N.rows, heavy]) + sdc - dc[N.rows, heavy]
     pf, qf, agf = f64(B, p), f64(B, q), f64(B, gs)[:, None]
     err = agf * (pf * (f64(B, Cm) * (N.eps_p + 2 * u) + eC) + (ac * (N.eps_q + 2 * u) + dc) * qf)
     err = err + f64(B, v) * (eg + 2 * u)

@@ -29,7 +29,7 @@ def probability_ce(B: P.Backend, R: Rows):
     u, f, h = B.u, B.fn_err * B.u, B.depth(c.shape[-1])
     alp = f64(B, lp)
     ac = np.abs(np.asarray(c).astype(np.float64))
-    err = (ac * alp).sum(-1) * (f + (h + 2) * u) + (dc * alp).sum(-1) + f64(B, v) * 3 * u
+    err = (ac * alp).sum(-1) * (f + (h + 2) * u) + (dc * alp).sum(-1) + f64(B, v) * (3 * u)
     return v[:, None], (K._SAFETY * err + B.floor)[:, None]
 
 
@@ -118,40 +118,51 @@ def reduce(
     den: Fraction | None,
     fmt: FloatFormat,
     mp_total,
+    special: np.ndarray | None = None,
 ) -> Exact:
-    """Sum / mean / weighted mean of per-example losses (hi + lo, error <= bnd)."""
+    """Sum / mean / weighted mean of per-example losses (hi + lo, error <= bnd).
+
+    `special`: rows whose loss is exactly infinite (others with an infinite hi merely
+    overflowed float64: their sum is then taken in mpmath)."""
     if codes.any():
         return Exact(np.array(np.nan), np.array(first_code(codes), dtype=np.uint8))
     if den is not None and den == 0:
         return Exact(np.array(np.nan), np.array(U.NO_WEIGHT, dtype=np.uint8))
     den = Fraction(1) if den is None else den
-    pos, neg = (hi == np.inf).any(), (hi == -np.inf).any()
+    special = np.isinf(hi) if special is None else special
+    pos, neg = (special & (hi > 0)).any(), (special & (hi < 0)).any()
+    overflow = bool((np.isinf(hi) & ~special).any())
     if pos and neg:
         return Exact(np.array(np.nan), np.array(U.INDETERMINATE_INF, dtype=np.uint8))
     if pos or neg:
         return Exact(
             np.array(math.copysign(math.inf, (1 if pos else -1) * den)), np.array(0, dtype=np.uint8)
         )
-    s1, s2, e2 = P.dd_sum(hi, lo)
+    s1, s2, e2 = P.dd_sum(np.where(np.isfinite(hi), hi, 0.0), lo)
     ctx = P.mp_context()
     with ctx.workprec(200):
         d = P.mpf(den)
         total = ctx.ldexp(ctx.mpf(s1) + ctx.mpf(s2), e2) / d
-        err = ctx.ldexp(math.fsum(np.ldexp(bnd, -e2).tolist()) + abs(s1) * 2.0**-104,
-                        e2) / abs(d)
+        # the (hi, lo) float64 pairs lose up to 2**-1074 of each per-example value
+        err = (
+            ctx.ldexp(math.fsum(np.ldexp(bnd, -e2).tolist()) + abs(s1) * 2.0**-104, e2)
+            + ctx.ldexp(len(hi), -1074)
+        ) / abs(d)
         value = P.round_mpf(total)
         if math.isfinite(value):
-            ok = err <= ctx.mpf(float(P.tolerance(np.array([value]), fmt.precision,
-                                                  fmt.min_exponent)[0]))
+            ok = err <= ctx.mpf(
+                float(P.tolerance(np.array([value]), fmt.precision, fmt.min_exponent)[0])
+            )
         else:  # beyond the overflow threshold even after the error: rounds to infinity
             ok = abs(total) - err >= ctx.ldexp(2**53 - 1, 971)
-    if not ok:
+    if not ok or overflow:
+
         def total_fn(_ids: np.ndarray) -> np.ndarray:
             return np.array([[mp_total() / P.MP.const(den)]], dtype=object)
 
         vf, _ = P.ziv(total_fn, np.array([0]), np.array([[True]]))
         value = float(vf[0, 0])
-    return Exact(np.array(value), np.array(0, dtype=np.uint8))
+    return Exact(np.array(value + 0.0), np.array(0, dtype=np.uint8))
 
 
 def reduction_factor(red: Reduction, count: int, den: Fraction) -> Fraction | None:
@@ -266,6 +277,7 @@ def loss(
         hi[pos] = np.inf
         hi[neg] = -np.inf
         hi[codes != 0] = np.nan
+        hi += 0.0  # a loss of -0.0 (0 * -log 1) is reported as +0.0
         if red is Reduction.NONE:
             return Exact(hi.reshape(view.batch_shape), codes.reshape(view.batch_shape))
 
@@ -277,7 +289,15 @@ def loss(
         if R == 0 and red is not Reduction.SUM:
             return Exact(np.array(np.nan), np.array(U.NO_WEIGHT, dtype=np.uint8))
         return reduce(
-            red, hi, lo, bnd, codes, den if red is not Reduction.SUM else None, fmt, mp_total
+            red,
+            hi,
+            lo,
+            bnd,
+            codes,
+            den if red is not Reduction.SUM else None,
+            fmt,
+            mp_total,
+            special=pos | neg,
         )
     # gradient
     g = exact_f64(cot, "cotangent")

@@ -19,6 +19,7 @@ Accuracy, per output element (proofs and measurements: docs/reference.md):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -140,9 +141,17 @@ def exact_f64(a: object, what: str = "x") -> np.ndarray:
 
 def target_format(x: object, target: object) -> FloatFormat:
     """The format whose ULPs the accuracy guarantee is stated in."""
-    if target is not None:
-        return float_format(target)
-    dt = np.asarray(x).dtype
+    return _format_of(
+        np.dtype(target)
+        if target is not None and not isinstance(target, str)
+        else target
+        if target is not None
+        else np.asarray(x).dtype
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _format_of(dt: object) -> FloatFormat:
     try:
         fmt = float_format(dt)
     except (TypeError, ValueError):

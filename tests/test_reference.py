@@ -370,6 +370,18 @@ def test_narrow_inputs_are_taken_exactly(dtype) -> None:
     assert np.array_equal(a, ref.log_softmax(exact))
 
 
+def test_inputs_are_not_modified() -> None:
+    x = np.array([[3.0, -np.inf, 1.0], [0.0, 2.0, 2.0]])
+    t = np.array([[0.2, 0.0, 0.8], [1.0, 0.0, 0.0]])
+    keep_x, keep_t = x.copy(), t.copy()
+    for op in ("softmax", "log_softmax", "logsumexp"):
+        ref.evaluate(op, x)
+        ref.vjp(op, x, cotangent=np.ones(ref.evaluate(op, x).value.shape))
+    ref.evaluate("softmax_cross_entropy", x, t, label_smoothing=0.1)
+    ref.vjp("softmax_cross_entropy", x, t, cotangent=np.ones(2))
+    assert np.array_equal(x, keep_x) and np.array_equal(t, keep_t)
+
+
 def test_option_validation() -> None:
     with pytest.raises(ValueError):
         ref.evaluate("softmax", np.zeros(3), label_smoothing=0.1)

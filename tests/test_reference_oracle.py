@@ -28,7 +28,7 @@ from test_reference_support import (
 
 from conformance import reference as ref
 
-N_ORACLE = 700
+N_ORACLE = 300
 names = st.sampled_from(DTYPES)
 
 
@@ -208,13 +208,12 @@ def _binary(data, sigmoid: bool) -> None:
         O.check(r, v, name, op + ("_mean" if mean else ""))
     g = data.draw(cotangents(np.shape(got.value)))
     grad = ref.vjp(op, xd, z, axis=-1 if mean else None, label_smoothing=eps, cotangent=g)
-    gg = np.full(len(x), float(g) / len(x)) if mean else g
     fn = O.sigmoid_cross_entropy_vjp if sigmoid else O.binary_cross_entropy_vjp
-    if mean and len(x) not in (1, 2, 4):  # g / n is inexact: scale the exact gradient
+    if mean:  # g / n may be inexact (and subnormal): scale the exact gradient instead
         with O.mp.workprec(400):
             want = [v * O.mp.mpf(float(g)) / len(x) for v in fn(x, z, np.ones(len(x)), eps)]
     else:
-        want = fn(x, z, gg, eps)
+        want = fn(x, z, g, eps)
     for r, v in zip(np.ravel(grad.value), want, strict=True):
         O.check(r, v, name, op + "_vjp")
 
@@ -231,7 +230,7 @@ def test_binary_cross_entropy(data) -> None:
     _binary(data, sigmoid=False)
 
 
-@with_examples(300)
+@with_examples(150)
 @given(st.data())
 def test_reductions(data) -> None:
     """Sum, mean, weighted mean and Keras' sum over batch size of a small batch."""

@@ -22,7 +22,8 @@ from test_reference_support import DTYPES, np_dtype, rounded, with_examples
 from conformance import reference as ref
 from conformance.dtypes import float_format
 
-N_BULK = 1050
+N_BULK = 400
+N_LAWS = 9300
 KINDS = ("normal", "normal", "wide", "ties", "spread", "near-max", "offset", "tiny")
 OPS = (
     "softmax",
@@ -171,10 +172,142 @@ for _op in OPS:
     globals()[f"test_tiers_agree_{_op}"] = _make(_op)
 
 
+# ---------------------------------------------------------------- laws, one call each
+_NAMES = (*DTYPES, "float32", "float64")
+
+
+def small_cases(seed: int) -> dict[str, dict]:
+    """One small case (at most 3 x 8, no reduction) per operation, all drawn from one seed
+    by numpy, which keeps Hypothesis' per-example cost small."""
+    rng = np.random.default_rng(seed)
+    name = _NAMES[int(rng.integers(len(_NAMES)))]
+    shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)))
+    R, K = shape
+    x = _values(rng, KINDS[int(rng.integers(len(KINDS)))], shape, name)
+    p = rounded(rng.random(shape) ** [1, 4, 40][int(rng.integers(3))], name)
+    t = rng.random(shape) ** 3
+    t = t / np.maximum(t.sum(axis=1, keepdims=True), 1e-300)
+    if rng.random() < 0.2:
+        t = rng.standard_normal(shape)  # invalid soft labels, still computed exactly
+    y = rng.integers(0, K, size=R)
+    z = np.array([0.0, 1.0, 0.5, rng.random()])[rng.integers(0, 4, size=shape)]
+    pb = np.where(((p == 0) & (z != 0)) | ((p == 1) & (z != 1)), 0.5, p)
+    eps = [0.0, 0.0, 0.1, 0.5][int(rng.integers(4))]
+    w = rng.random(K) * 3 if rng.random() < 0.5 else None
+    where = rng.random(shape) < 0.7 if K > 1 and rng.random() < 0.2 else None
+    axis = None if rng.random() < 0.5 else -1
+    seed2 = int(rng.integers(0, 2**31))
+    ce = {"label_smoothing": eps}
+    cw = {**ce, "class_weights": w} if w is not None else ce
+    sm = {"where": where} if where is not None else {}
+    inputs = {
+        "softmax": (x, None, sm),
+        "log_softmax": (x, None, sm),
+        "logsumexp": (x, None, {}),
+        "softmax_cross_entropy": (x, t, cw),
+        "sparse_softmax_cross_entropy": (x, y, cw),
+        "probability_cross_entropy": (p, t, ce),
+        "sparse_probability_cross_entropy": (p, y, ce),
+        "sigmoid_cross_entropy": (x, z, {**ce, "axis": axis}),
+        "binary_cross_entropy": (pb, z, {**ce, "axis": axis}),
+    }
+    return {
+        op: {"name": name, "x": xi, "labels": lab, "opts": opts, "seed": seed2}
+        for op, (xi, lab, opts) in inputs.items()
+    }
+
+
+def _close(a: np.ndarray, b: np.ndarray, rel: float) -> bool:
+    return bool(np.all(np.abs(a - b) <= rel * np.maximum(np.abs(a), np.abs(b)) + 1e-300))
+
+
+def _check_laws(op: str, case: dict) -> None:
+    """Identities between the reference's results (float64 inputs: values only; narrow
+    inputs: tier 1, values and gradients), each checked at the tier's accuracy."""
+    name, x, lab, opts = case["name"], case["x"], case["labels"], case["opts"]
+    xd = x.astype(np_dtype(name))
+    r = ref.evaluate(op, xd, lab, **opts)
+    v, ok = r.value, r.undefined == 0
+    rel = 2.0**-50 if name == "float64" else 2.0 ** -(float_format(name).precision + 6)
+    k = x.shape[-1]
+    if op == "softmax":
+        rows = ok.all(axis=-1)
+        assert np.all((v[ok] >= 0) & (v[ok] <= 1))
+        assert np.all(np.abs(v[rows].sum(axis=-1) - 1) <= (k + 2) * rel)
+    elif op == "log_softmax":
+        rows = ok.all(axis=-1) & np.all(np.isfinite(x), axis=-1) & ("where" not in opts)
+        assert np.all(v[ok] <= 0)
+        assert np.all(np.abs(np.exp(v[rows]).sum(axis=-1) - 1) <= (k + 2) * rel * 4)
+    elif op == "logsumexp":
+        with np.errstate(invalid="ignore"):
+            mx = x.max(axis=-1)
+            assert np.all(v[ok] >= mx[ok])
+            assert np.all(v[ok] <= mx[ok] + math.log(k) * (1 + rel) + 1e-300)
+    elif op in ("sparse_softmax_cross_entropy", "sparse_probability_cross_entropy"):
+        if op.startswith("sparse_softmax"):
+            eps = opts.get("label_smoothing", 0.0)
+            w = opts.get("class_weights")
+            if eps == 0 and w is None:
+                lsm = ref.evaluate(
+                    "log_softmax", xd, **({"where": opts["where"]} if "where" in opts else {})
+                ).value
+                want = -np.take_along_axis(lsm, lab[:, None], axis=-1)[:, 0]
+                fine = ok & np.isfinite(want)
+                assert _close(v[fine], want[fine], 4 * rel)
+        elif opts.get("label_smoothing", 0.0) == 0:
+            py = np.take_along_axis(x, lab[:, None], axis=-1)[:, 0]
+            fine = ok & (py > 0)
+            assert _close(v[fine], -np.log(py[fine]), 4 * rel)
+        assert np.all(v[ok] >= 0)
+    elif op in ("sigmoid_cross_entropy", "binary_cross_entropy"):
+        assert np.all(v[ok] >= 0)
+    elif lab is not None and np.all(lab >= 0):
+        assert np.all(v[ok] >= 0)
+    if name == "float64" or case["seed"] % 2:  # gradients: tier 1, every other example
+        return
+    g = np.random.default_rng(case["seed"]).standard_normal(np.shape(v)) + 0.5
+    d = ref.vjp(op, xd, lab, cotangent=g, **opts)
+    dv, dok = d.value, (d.undefined == 0)
+    if op in ("softmax", "softmax_cross_entropy", "sparse_softmax_cross_entropy"):
+        rows = dok.all(axis=-1) & np.isfinite(dv).all(axis=-1)
+        scale = np.abs(dv).sum(axis=-1) + (np.abs(g).max() if op == "softmax" else 0)
+        assert np.all(np.abs(dv[rows].sum(axis=-1)) <= (k + 4) * 8 * rel * scale[rows] + 1e-300)
+    elif op == "log_softmax":
+        rows = dok.all(axis=-1) & np.isfinite(dv).all(axis=-1) & ("where" not in opts)
+        gsum = (g * np.isfinite(x)).sum(axis=-1)
+        err = np.abs(dv[rows].sum(axis=-1) - gsum[rows] * 0)
+        tol = (k + 4) * 8 * rel * (np.abs(dv).sum(axis=-1) + np.abs(g).sum(axis=-1))[rows]
+        assert np.all(err <= tol + 1e-300)
+    elif op == "logsumexp":
+        rows = dok.all(axis=-1)
+        err = np.abs(dv[rows].sum(axis=-1) - g[rows])
+        assert np.all(err <= (k + 4) * 8 * rel * np.abs(g[rows]) + 1e-300)
+
+
+@with_examples(N_LAWS)
+@given(seed=st.integers(0, 2**64 - 1))
+def test_laws(seed: int) -> None:
+    """Every operation on a small case drawn from one seed: each example counts once for
+    each of the nine operations."""
+    cases = small_cases(seed)
+    for op in OPS:
+        _check_laws(op, cases[op])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("op", OPS)
 @with_examples(20_000)
 @given(data=st.data())
 def test_tiers_agree_sweep(op: str, data) -> None:
-    """The same at 20,000 examples per operation (nox 'sweep' session)."""
+    """The tier agreement at 20,000 examples per operation (nox 'sweep' session)."""
     _run(op, data.draw(batches(op)))
+
+
+@pytest.mark.slow
+@with_examples(100_000)
+@given(seed=st.integers(0, 2**64 - 1))
+def test_laws_sweep(seed: int) -> None:
+    """The laws at 100,000 examples (nox 'sweep' session)."""
+    cases = small_cases(seed)
+    for op in OPS:
+        _check_laws(op, cases[op])

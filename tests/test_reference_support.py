@@ -7,6 +7,8 @@ near the dtype's largest finite number, spreads up to 1e4, and -inf entries.
 
 from __future__ import annotations
 
+import functools
+
 import ml_dtypes
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -24,10 +26,12 @@ SETTINGS = {
 }
 
 
+@functools.cache
 def np_dtype(name: str) -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
 
 
+@functools.cache
 def fmax(name: str) -> float:
     dt = np_dtype(name)
     info = ml_dtypes.finfo(dt) if name == "bfloat16" else np.finfo(dt)

@@ -27,7 +27,7 @@ from test_reference_support import (
 from conformance import _precision as P
 from conformance import reference as ref
 
-N_MPMATH = 150
+N_MPMATH = 80
 
 
 @pytest.fixture
