@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.registry import get_adapter
+from adapters.registry import AdapterLoadError, get_adapter
 from conformance.judge import Verdict
 from conformance.results import ResultsWriter
 
@@ -169,7 +169,12 @@ def run_adapter(
 ) -> AdapterOutcome:
     """Run every selected cell of one adapter, surviving crashes and hangs of its workers."""
     result = AdapterOutcome(name)
-    adapter = get_adapter(name)
+    try:
+        adapter = get_adapter(name)
+    except AdapterLoadError as exc:
+        result.skipped = str(exc)
+        progress("skipped", {"adapter": name, "reason": result.skipped})
+        return result
     available, reason = adapter.availability()
     if not available:
         result.skipped = reason

@@ -18,6 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 OPS = 9  # one exact implementation per catalog op
 
 
+@pytest.fixture(autouse=True)
+def _importable_test_adapters(monkeypatch) -> None:
+    """The fault adapters are loaded as `tests.fault_adapters`, from the repository root
+    (the `pytest` script, unlike `python -m pytest`, does not put the cwd on sys.path)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
 def _run(adapter: str, out: Path, timeout: float = 20.0, **extra) -> list[dict]:
     options = runner.RunOptions(
         adapters=[adapter],
@@ -46,19 +53,20 @@ def test_a_fault_costs_only_its_cell(fault: str, tmp_path: Path, monkeypatch) ->
     monkeypatch.chdir(ROOT)
     verdict, words = FAULTS[fault]
     started = time.monotonic()
-    records = _run(f"tests.fault_adapters:{fault}", tmp_path / "r.jsonl", timeout=5.0)
+    # the timeout only has to catch the hang; healthy cells take about a second
+    records = _run(f"tests.fault_adapters:{fault}", tmp_path / "r.jsonl", timeout=15.0)
     assert len(records) == OPS  # every cell recorded, the faulty one included
     bad = [r for r in records if r["verdict"] != "pass"]
     assert [(r["implementation"], r["verdict"]) for r in bad] == [("exact.softmax", verdict)]
     assert words in bad[0]["findings"][0]["detail"]
-    assert time.monotonic() - started < 120
+    assert time.monotonic() - started < 300
 
 
 def test_a_runaway_allocation_is_contained(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("CONFORMANCE_WORKER_MEMORY_GB", "2")
     records = _run(
-        "tests.fault_adapters:RunawayAllocationAdapter", tmp_path / "r.jsonl", timeout=10.0
+        "tests.fault_adapters:RunawayAllocationAdapter", tmp_path / "r.jsonl", timeout=20.0
     )
     assert len(records) == OPS
     bad = [r for r in records if r["verdict"] != "pass"]
