@@ -1,12 +1,13 @@
 """Working precisions of the reference: backends, error bounds, rounding, the Ziv loop.
 
-Three interchangeable *backends* run the same kernels (see `_reference_kernels`):
+Four interchangeable *backends* run the same kernels (see `_reference_kernels`):
 
 * `F64`: numpy float64, unit roundoff u = 2**-53 (tier 1, targets narrower than float64);
 * `LD`: numpy longdouble where it is wider than double (x87 80-bit: u = 2**-64; tier 2);
+* `DD`: double-double on float64 pairs (`_dd`, about 106 bits, u taken as 2**-102; tier 2b);
 * `MP`: numpy object arrays of `mpmath` intervals at a settable precision (tier 3).
 
-Float backends also return an absolute error bound per output; `MP` results are
+The first three also return an absolute error bound per output; `MP` results are
 enclosures, refined by Ziv's method: the precision doubles until an element's interval
 rounds to a single float64 at two consecutive precisions (the second guards against
 mpmath's elementary functions, whose directed roundings rest on a few guard bits).
@@ -23,12 +24,17 @@ import mpmath
 import numpy as np
 from mpmath.ctx_iv import MPIntervalContext
 
+from conformance import _dd
+
 WIDE_LONGDOUBLE: bool = np.finfo(np.longdouble).nmant >= 63
 """True where np.longdouble carries at least 64 significand bits (x86-64 Linux)."""
 
 USE_LONGDOUBLE: bool = WIDE_LONGDOUBLE
 """Module switch: tier 2 runs in longdouble when True, else rows go to mpmath directly.
 Tests set it to False to exercise the path taken on platforms without a wide longdouble."""
+
+USE_DOUBLE_DOUBLE: bool = True
+"""Module switch: the double-double tier runs between longdouble and mpmath."""
 
 TIER1_TOLERANCE = 2.0**-8
 """Tier 1 (targets narrower than float64) accepts a bound of at most this many target ULPs."""
@@ -45,50 +51,76 @@ _F64_TINY = 2.0**-1074
 
 @dataclass(frozen=True)
 class Backend:
-    """One working precision; arrays are numpy arrays of `dtype` (object for mpmath)."""
+    """One working precision: numpy arrays of `dtype`, `_dd.DD` pairs, or mpmath objects."""
 
     name: str
     dtype: type
     u: float
     """Unit roundoff (0 for mpmath: its results are checked by Ziv, not bounded)."""
     fn_err: float
-    """Assumed error of exp/log/log1p/expm1 in units of u (checked by the test suite)."""
+    """Assumed error of exp/log/log1p in units of u (checked by the test suite)."""
     floor: float
     """Absolute error added to every bound: gradual underflow of intermediate results."""
+    kind: str = "float"
+    """'float' (numpy dtype), 'dd' (double-double) or 'mp' (mpmath intervals)."""
 
     @property
     def is_mp(self) -> bool:
-        return self.dtype is object
+        return self.kind == "mp"
 
-    def arr(self, a: np.ndarray | float) -> np.ndarray:
+    @property
+    def exact_diff(self) -> bool:
+        """`two_diff` returns the exact difference in `hi` (and 0 in `lo`)."""
+        return self.kind != "float"
+
+    def arr(self, a: np.ndarray | float):
         """Float64 values into this backend, exactly (float64 arrays are not copied)."""
         a = np.asarray(a, dtype=np.float64)
-        if self.is_mp:
+        if self.kind == "mp":
             return _to_mp(a)
+        if self.kind == "dd":
+            return _dd.DD(a)
         return a if self.dtype is np.float64 else a.astype(self.dtype)
 
     def const(self, v: float | int | Fraction):
         """A scalar of this backend (Fractions rounded; enclosed for mpmath)."""
-        if self.is_mp:
+        if self.kind == "mp":
             if isinstance(v, Fraction):
                 return _IV.mpf(v.numerator) / v.denominator
             return _IV.mpf(v)
+        if self.kind == "dd":
+            return _dd.const(v)
         return self.dtype(float(v))
 
-    def exp(self, a: np.ndarray) -> np.ndarray:
-        return _mp_exp(a) if self.is_mp else np.exp(a)
+    def exp(self, a):
+        return {"mp": _mp_exp, "dd": _dd.exp}.get(self.kind, np.exp)(a)
 
-    def log(self, a: np.ndarray) -> np.ndarray:
-        return _mp_log(a) if self.is_mp else np.log(a)
+    def log(self, a):
+        return {"mp": _mp_log, "dd": _dd.log}.get(self.kind, np.log)(a)
 
-    def log1p(self, a: np.ndarray) -> np.ndarray:
-        return _mp_log1p(a) if self.is_mp else np.log1p(a)
+    def log1p(self, a):
+        return {"mp": _mp_log1p, "dd": _dd.log1p}.get(self.kind, np.log1p)(a)
 
-    def two_diff(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(hi, lo) with hi + lo = a - b exactly (Knuth's TwoSum; exact subtraction in mpmath)."""
-        if self.is_mp:
+    def where(self, cond, a, b):
+        return _dd.where(cond, a, b) if self.kind == "dd" else np.where(cond, a, b)
+
+    def maximum(self, a, b):
+        return _dd.maximum(a, b) if self.kind == "dd" else np.maximum(a, b)
+
+    def full(self, shape: tuple[int, ...], v):
+        if self.kind == "dd":
+            return _dd.full(shape, v)
+        return np.full(shape, v, dtype=object if self.kind == "mp" else self.dtype)
+
+    def two_diff(self, a, b):
+        """(hi, lo) with hi + lo = a - b exactly (Knuth's TwoSum; exact subtraction in
+        mpmath; for double-double, a - b to its accuracy, exact for float64 inputs)."""
+        if self.kind == "mp":
             diff = _iv_sub(a, b)
             return diff, np.full(diff.shape, _IV.mpf(0), dtype=object)
+        if self.kind == "dd":
+            diff = a - b
+            return diff, _dd.DD(np.zeros(diff.shape))
         s = a - b
         bb = s - a
         lo = s - bb
@@ -97,9 +129,9 @@ class Backend:
         lo -= bb
         return s, lo
 
-    def sum(self, a: np.ndarray) -> np.ndarray:
+    def sum(self, a):
         """Pairwise sum over the last axis: depth ceil(log2 n), error <= depth*u*sum|a|."""
-        return pairwise_sum(a)
+        return _dd.pairwise_sum(a) if self.kind == "dd" else pairwise_sum(a)
 
     def depth(self, n: int) -> int:
         """Rounding steps an element of an n-term pairwise sum goes through."""
@@ -116,12 +148,25 @@ LD = Backend(
     if WIDE_LONGDOUBLE
     else 4 * _F64_TINY,
 )
-MP = Backend("mpmath", object, 0.0, fn_err=0.0, floor=0.0)
+DD = Backend("double-double", np.float64, 2.0**-102, fn_err=16.0, floor=2.0**-960, kind="dd")
+"""u = 2**-102 covers one double-double operation (each is within 2**-103); the floor
+covers the lost relative accuracy of the low parts below 2**-969."""
+MP = Backend("mpmath", object, 0.0, fn_err=0.0, floor=0.0, kind="mp")
 
 
 def tier2() -> Backend | None:
     """The tier-2 backend, or None when rows go straight to mpmath."""
     return LD if (USE_LONGDOUBLE and WIDE_LONGDOUBLE) else None
+
+
+def float_tiers(narrow: bool) -> list[Backend]:
+    """The bounded tiers a row goes through before mpmath, in order."""
+    tiers = [F64] if narrow else []
+    if USE_LONGDOUBLE and WIDE_LONGDOUBLE:
+        tiers.append(LD)
+    if USE_DOUBLE_DOUBLE:
+        tiers.append(DD)
+    return tiers
 
 
 def pairwise_sum(a: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ def _ab(B: P.Backend, R: Rows):
     eps = float(R.c.get("eps", 0.0))
     z = B.arr(R["z"])
     one = B.const(1)
-    h, lo = B.two_diff(np.full(z.shape, one, dtype=z.dtype), z)
+    h, lo = B.two_diff(B.full(R["z"].shape, one), z)
     omz = h + lo
     if eps:
         e = B.const(eps)
@@ -43,7 +43,7 @@ def _ab(B: P.Backend, R: Rows):
     zf = np.abs(R["z"])
     da = 3 * B.u * (abs(1 - eps) * zf + eps / 2) if eps else np.zeros(zf.shape)
     db = 3 * B.u * (abs(1 - eps) * (1 + zf) + eps / 2) if eps else np.zeros(zf.shape)
-    db = db + B.u * f64(B, omz) * (np.asarray(lo).astype(np.float64) != 0)
+    db = db + B.u * f64(B, omz) * (f64(B, lo) != 0)
     return a, b, da, db
 
 
@@ -52,18 +52,18 @@ def sigmoid_ce(B: P.Backend, R: Rows):
     x = B.arr(R["x"])
     s = B.log1p(B.exp(-abs(x)))
     zero = B.const(0)
-    spp = np.maximum(x, zero) + s
-    spm = np.maximum(-x, zero) + s
+    spp = B.maximum(x, zero) + s
+    spm = B.maximum(-x, zero) + s
     n = R["x"].shape[-1]
-    l_ = np.where(R["drop"], zero, a * spm + b * spp)
+    l_ = B.where(R["drop"], zero, a * spm + b * spp)
     v = B.sum(l_) / n
     if B.is_mp:
         return v[:, None], None
     u, f = B.u, B.fn_err * B.u
     es = 2 * f + 3 * u
     fp, fm = f64(B, spp), f64(B, spm)
-    err = np.abs(np.asarray(a).astype(np.float64)) * fm * es + da * fm
-    err += np.abs(np.asarray(b).astype(np.float64)) * fp * es + db * fp
+    err = f64(B, a) * fm * es + da * fm
+    err += f64(B, b) * fp * es + db * fp
     err = np.where(R["drop"], 0.0, err + f64(B, l_) * (2 * u))
     tot = (err.sum(-1) + f64(B, l_).sum(-1) * ((B.depth(n) + 1) * u)) / n + f64(B, v) * u
     return v[:, None], (K._SAFETY * tot + B.floor)[:, None]
@@ -75,14 +75,14 @@ def binary_ce(B: P.Backend, R: Rows):
     lp, l1p = B.log(p), B.log1p(-p)
     zero = B.const(0)
     n = R["p"].shape[-1]
-    l_ = np.where(R["drop"], zero, a * (-lp) + b * (-l1p))
+    l_ = B.where(R["drop"], zero, a * (-lp) + b * (-l1p))
     v = B.sum(l_) / n
     if B.is_mp:
         return v[:, None], None
     u, f = B.u, B.fn_err * B.u
     f1, f2 = f64(B, lp), f64(B, l1p)
-    err = np.abs(np.asarray(a).astype(np.float64)) * f1 * (f + 2 * u) + da * f1
-    err += np.abs(np.asarray(b).astype(np.float64)) * f2 * (f + 2 * u) + db * f2
+    err = f64(B, a) * f1 * (f + 2 * u) + da * f1
+    err += f64(B, b) * f2 * (f + 2 * u) + db * f2
     err = np.where(R["drop"], 0.0, err + f64(B, l_) * (2 * u))
     tot = (err.sum(-1) + f64(B, l_).sum(-1) * ((B.depth(n) + 1) * u)) / n + f64(B, v) * u
     return v[:, None], (K._SAFETY * tot + B.floor)[:, None]
@@ -92,14 +92,15 @@ def sigmoid_vjp(B: P.Backend, R: Rows):
     """g (sigmoid(x) - z'), per element the better of two exact rewritings:
     A = b sigmoid(x) - a sigmoid(-x) (for large |x|) and B = tanh(x/2)/2 + (1/2 - a)
     (for small |x|, where A's terms are both near 1/2), whichever has the smaller bound;
-    exact at x = 0 and x = +-inf. (mpmath: A, whose cancellation Ziv's loop resolves.)"""
+    exact at x = 0 and x = +-inf. (Double-double and mpmath: A, whose cancellation
+    their precision absorbs.)"""
     a, b, da, db = _ab(B, R)
     gs, eg = K.factor(B, R)
     x = B.arr(R["x"])
     E = B.exp(-abs(x))
     sp_, sm_ = 1 / (1 + E), E / (1 + E)
     pos = R["x"] >= 0
-    sx, smx = np.where(pos, sp_, sm_), np.where(pos, sm_, sp_)
+    sx, smx = B.where(pos, sp_, sm_), B.where(pos, sm_, sp_)
     va = b * sx - a * smx
     if B.is_mp:  # intervals: Ziv's precision absorbs A's cancellation
         return va * gs[:, None], None
@@ -107,19 +108,20 @@ def sigmoid_vjp(B: P.Backend, R: Rows):
     es = np.where((R["x"] == 0) | np.isinf(R["x"]), 0.0, (B.fn_err + 3) * u)
     fsx, fsm = f64(B, sx), f64(B, smx)
     erra = (
-        np.abs(np.asarray(b).astype(np.float64)) * fsx * (es + u)
+        f64(B, b) * fsx * (es + u)
         + db * fsx
-        + np.abs(np.asarray(a).astype(np.float64)) * fsm * (es + u)
+        + f64(B, a) * fsm * (es + u)
         + da * fsm
     )
-    th = np.tanh(x / 2)
-    h_ = B.dtype(0.5) - a  # exact for a in [1/4, 1] (Sterbenz), else one rounding
-    vb = th / 2 + h_
-    errb = f64(B, th) / 2 * (B.fn_err + 2) * u + da + f64(B, h_) * u
-    use_b = errb + f64(B, vb) * u < erra + f64(B, va) * u
-    v = np.where(use_b, vb, va) * gs[:, None]
-    err = np.where(use_b, errb, erra)
-    err = f64(B, gs)[:, None] * err + f64(B, v) * (eg + 2 * u)
+    if B.kind == "float":
+        th = np.tanh(x / 2)
+        h_ = B.dtype(0.5) - a  # exact for a in [1/4, 1] (Sterbenz), else one rounding
+        vb = th / 2 + h_
+        errb = f64(B, th) / 2 * (B.fn_err + 2) * u + da + f64(B, h_) * u
+        use_b = errb + f64(B, vb) * u < erra + f64(B, va) * u
+        va, erra = np.where(use_b, vb, va), np.where(use_b, errb, erra)
+    v = va * gs[:, None]
+    err = f64(B, gs)[:, None] * erra + f64(B, v) * (eg + 2 * u)
     return v, K._SAFETY * err + B.floor
 
 
@@ -130,12 +132,13 @@ def binary_vjp(B: P.Backend, R: Rows):
     p = B.arr(R["p"])
     one = B.const(1)
     nh, nl = B.two_diff(p, a)
-    qh, ql = B.two_diff(np.full(p.shape, one, dtype=p.dtype), p)
+    qh, ql = B.two_diff(B.full(R["p"].shape, one), p)
     q = qh + ql
     mode = R["mode"]
-    p0, q0 = np.where(mode == 0, p, one / 2), np.where(mode == 0, q, one / 2)
-    q1, p2 = np.where(mode == 1, q, one), np.where(mode == 2, p, one)
-    val = np.where(mode == 1, b / q1, np.where(mode == 2, -a / p2, (nh + nl) / (p0 * q0)))
+    half = B.const(0.5)
+    p0, q0 = B.where(mode == 0, p, half), B.where(mode == 0, q, half)
+    q1, p2 = B.where(mode == 1, q, one), B.where(mode == 2, p, one)
+    val = B.where(mode == 1, b / q1, B.where(mode == 2, -a / p2, (nh + nl) / (p0 * q0)))
     v = val * gs[:, None]
     if B.is_mp:
         return v, None

@@ -76,9 +76,11 @@ Kernel = Callable[[P.Backend, Rows], tuple[np.ndarray, np.ndarray | None]]
 ZeroTest = Callable[[Rows], np.ndarray]
 
 
-def _split(B: P.Backend, v: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _split(B: P.Backend, v) -> tuple[np.ndarray, np.ndarray | None]:
     if B.is_mp:
         return P.mp_to_dd(v)
+    if B.kind == "dd":
+        return v.hi, v.lo
     if B.dtype is np.float64:
         return np.asarray(v, dtype=np.float64), None
     return P.ld_to_dd(v)
@@ -95,7 +97,7 @@ def tiered(
     if n == 0 or n_out == 0:
         return np.zeros((n, n_out)), np.zeros((n, n_out)), np.zeros((n, n_out))
     prec, emin = fmt.precision, fmt.min_exponent
-    tiers = [B for B in ([P.F64] if prec < 53 else []) + [P.tier2()] if B is not None]
+    tiers = P.float_tiers(prec < 53)
     hi = lo = bound = None
     pending = np.arange(n)
     for B in tiers:
@@ -113,7 +115,7 @@ def tiered(
             hi[pending], bound[pending] = vh, b
             lo[pending] = 0.0 if vl is None else vl
         ok = P.accepted(vh, b, prec, emin)
-        if not B.is_mp and np.isinf(vh).any():  # overflow: inf when even |v| - bound rounds
+        if B.kind == "float" and np.isinf(vh).any():  # overflow: inf when even |v| - bound rounds
             with np.errstate(all="ignore"):  # up (4 b: bounds use clipped magnitudes)
                 ok |= np.isinf(vh) & (np.abs(v) - 4 * b.astype(B.dtype) >= _OVERFLOW)
         pending = pending[~ok.all(axis=1)]

@@ -52,6 +52,8 @@ def f64(B: Backend, a: np.ndarray) -> np.ndarray:
     """A float backend's array as float64 magnitudes for bound arithmetic (longdouble
     magnitudes beyond float64's range are clipped to its max: such values round to an
     infinity, which `tiered` accepts only with a margin that covers the clipping)."""
+    if B.kind == "dd":
+        return np.abs(a.hi)
     out = np.abs(np.asarray(a)).astype(np.float64)
     if B.dtype is not np.float64:
         np.minimum(out, np.finfo(np.float64).max, out=out)
@@ -70,6 +72,8 @@ def factor(B: Backend, R: Rows) -> tuple[np.ndarray, float]:
         return B.arr(g), 0.0
     if B.is_mp:
         return B.arr(g) * B.const(fac), 0.0
+    if B.kind == "dd":
+        return B.arr(g) * B.const(fac), 3 * B.u + float(R.c.get("factor_err", 0.0))
     e = fac.numerator.bit_length() - fac.denominator.bit_length()  # fac = m 2**e, m ~ 1
     m = fac / Fraction(2) ** e
     hi = float(m)
@@ -95,14 +99,14 @@ class Norm:
         X, M = B.arr(xs), B.arr(m)[:, None]
         hi, lo = B.two_diff(X, M)
         e = B.exp(hi)
-        if not B.is_mp:
+        if not B.exact_diff:
             one_lo = lo + 1
             e *= one_lo
             del one_lo
         if not self.allfin:
-            e = np.where(fin, e, zero(B))
-            hi = np.where(fin, hi, zero(B))
-            lo = np.where(fin, lo, zero(B))
+            e = B.where(fin, e, zero(B))
+            hi = B.where(fin, hi, zero(B))
+            lo = B.where(fin, lo, zero(B))
         self.hi, self.lo, self.e, self.M = hi, lo, e, M
         e[self.rows, k] = 0  # S' leaves out exactly one argmax; e_k = exp(0) = 1
         self.Sp = B.sum(e)
@@ -150,7 +154,7 @@ def log_softmax(B: Backend, R: Rows):
     v += N.lo
     bound = None if B.is_mp else _abs_bound(B, v, _SAFETY * (N.eps_L + 4 * B.u))
     if not N.allfin:
-        v = np.where(N.fin, v, B.arr(-np.inf))
+        v = B.where(N.fin, v, B.const(-np.inf))
         if bound is not None:
             bound = np.where(N.fin, bound, 0.0)
     return v, bound
@@ -170,7 +174,7 @@ def logsumexp_scaled(B: Backend, R: Rows):
     N = Norm(B, R)
     b = B.arr(R["b"])
     bk = b[N.rows, N.k]
-    t1, t1lo = B.two_diff(bk, np.full(bk.shape, B.const(1), dtype=bk.dtype))
+    t1, t1lo = B.two_diff(bk, B.full(bk.shape, B.const(1)))
     be = b * N.e
     be[N.rows, N.k] = 0
     Sb = B.sum(be)
@@ -180,7 +184,7 @@ def logsumexp_scaled(B: Backend, R: Rows):
         return v[:, None], None
     u, f = B.u, B.fn_err * B.u
     eT = f64(B, Sb) * _SAFETY * (N.eps_e + (N.h + 2) * u) + f64(B, t1) * (2 * u)
-    T64 = np.asarray(T).astype(np.float64)
+    T64 = T.hi.copy() if B.kind == "dd" else np.asarray(T).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         lerr = eT / (1 + T64) + np.abs(np.log1p(T64)) * (f + u)
         lerr = np.where(1 + T64 > 4 * eT, lerr, np.inf)  # too close to log(0): escalate
@@ -197,14 +201,11 @@ def coefficients(B: Backend, R: Rows) -> tuple[np.ndarray, np.ndarray | None]:
     part = R.get("part")
     c = B.arr(t)
     if eps:
-        if B.is_mp:
-            c = c * (1 - B.const(eps)) + B.const(eps) / K
-        else:
-            c = c * (B.dtype(1) - B.dtype(eps)) + B.dtype(eps) / B.dtype(K)
+        c = c * (B.const(1) - B.const(eps)) + B.const(eps) / B.const(K)
     if w is not None:
         c = c * B.arr(w)
     if part is not None:
-        c = np.where(part, c, zero(B))
+        c = B.where(part, c, zero(B))
     if B.is_mp:
         return c, None
     ops = (3 if eps else 0) + (1 if w is not None else 0)
@@ -228,7 +229,7 @@ def cross_entropy(B: Backend, R: Rows):
     if B.is_mp:
         return v[:, None], None
     u, h = B.u, N.h
-    ac, L, hi = np.abs(np.asarray(c).astype(np.float64)), f64(B, N.L), f64(B, N.hi)
+    ac, L, hi = f64(B, c), f64(B, N.L), f64(B, N.hi)
     sc = ac.sum(-1)
     err = (
         sc * L * (N.eps_L + (h + 2) * u)
@@ -322,7 +323,7 @@ def cross_entropy_vjp(B: Backend, R: Rows):
     if B.is_mp:
         return v, None
     u, h = B.u, N.h
-    ac = np.abs(np.asarray(c).astype(np.float64))
+    ac = f64(B, c)
     sc, sdc = ac.sum(-1), dc.sum(-1)
     # C_{-j}'s error: the summation, and the label roundings of the other classes (the
     # rounding of c_j itself cancels in C - c_j and is absent from the separate sum)

@@ -28,7 +28,7 @@ def probability_ce(B: P.Backend, R: Rows):
         return v[:, None], None
     u, f, h = B.u, B.fn_err * B.u, B.depth(c.shape[-1])
     alp = f64(B, lp)
-    ac = np.abs(np.asarray(c).astype(np.float64))
+    ac = f64(B, c)
     err = (ac * alp).sum(-1) * (f + (h + 2) * u) + (dc * alp).sum(-1) + f64(B, v) * (3 * u)
     return v[:, None], (K._SAFETY * err + B.floor)[:, None]
 

@@ -10,11 +10,12 @@ Accuracy, per output element (proofs and measurements: docs/reference.md):
 * the *target* is x's dtype (or `target=`); for float16, bfloat16 and float32 targets the
   error is at most 2**-8 ULP of the target (tier 1: float64 with stable formulas, a few
   float64 ULP where nothing cancels);
-* for float64 targets the error is below 1 float64 ULP (tier 2: longdouble, bound
-  <= 0.25 ULP before the final rounding);
-* rows whose a-priori bound misses the tolerance go up a tier, finally to mpmath with
-  Ziv's loop (correctly rounded). `_precision.USE_LONGDOUBLE = False` skips longdouble,
-  as on platforms whose longdouble is plain double.
+* for float64 targets the error is below 1 float64 ULP (tier 2: longdouble, then tier
+  2b: double-double; bound <= 0.25 ULP before the final rounding);
+* rows whose a-priori bound misses the tolerance go up a tier, finally to mpmath
+  intervals with Ziv's loop (correctly rounded). `_precision.USE_LONGDOUBLE = False`
+  skips longdouble, as on platforms whose longdouble is plain double;
+  `_precision.USE_DOUBLE_DOUBLE = False` skips double-double.
 """
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ def _check_laws(op: str, case: dict) -> None:
         assert np.all(v[ok] >= 0)
     elif lab is not None and np.all(lab >= 0):
         assert np.all(v[ok] >= 0)
-    if name == "float64" or case["seed"] % 2:  # gradients: tier 1, every other example
+    if name == "float64" or case["seed"] % 3:  # gradients: tier 1, every third example
         return
     g = np.random.default_rng(case["seed"]).standard_normal(np.shape(v)) + 0.5
     d = ref.vjp(op, xd, lab, cotangent=g, **opts)
