@@ -138,10 +138,8 @@ _JAX_04 = {"numpy": "1.26.4", "scipy": "1.12.0", "ml_dtypes": "0.4.1"}
 _JAX_05 = {"numpy": "2.2.6", "scipy": "1.15.3", "ml_dtypes": "0.5.1"}
 _TF_216 = {"numpy": "1.26.4", "ml_dtypes": "0.3.2", "protobuf": "4.25.9"}
 _TF_218 = {"numpy": "2.0.2", "ml_dtypes": "0.5.1", "protobuf": "5.29.6"}
-_KERAS_BACKENDS_2024 = {"tensorflow-cpu": "2.16.2", "jax": "0.4.30", "jaxlib": "0.4.30"}
-_KERAS_BACKENDS_2024 |= {"scipy": "1.12.0"}
-_KERAS_BACKENDS_2025 = {"tensorflow-cpu": "2.18.1", "jax": "0.5.3", "jaxlib": "0.5.3"}
-_KERAS_BACKENDS_2025 |= {"scipy": "1.15.3"}
+_KERAS_30 = {**_TF_216, "tensorflow-cpu": "2.16.2", "jax": "0.4.30", "jaxlib": "0.4.30"}
+_KERAS_35 = {**_TF_218, "tensorflow-cpu": "2.18.1", "jax": "0.5.3", "jaxlib": "0.5.3"}
 
 REGRESSION_LANES: dict[str, Lane] = {
     "jax": Lane(
@@ -174,11 +172,11 @@ REGRESSION_LANES: dict[str, Lane] = {
         install=("keras=={version}", "tensorflow-cpu", "jax[cpu]", "torch"),
         controls=("keras",),
         companions=(
-            # keras 3.0-3.4: TensorFlow 2.16 (numpy 1.26), jax 0.4.30.
-            ("3.0.0", {**_TF_216, **_KERAS_BACKENDS_2024}),
-            # keras 3.5-3.9: TensorFlow 2.18 (numpy 2.0), jax 0.5.3.
-            ("3.5.0", {**_TF_218, **_KERAS_BACKENDS_2025}),
-            ("3.10.0", {}),  # tensorflow-cpu 2.20+ needs keras >= 3.10
+            # torch stays 2.13.0 (the CPU wheel) throughout.
+            ("3.0.0", {**_KERAS_30, "scipy": "1.12.0"}),  # TensorFlow 2.16, numpy 1.26
+            ("3.5.0", {**_KERAS_35, "scipy": "1.15.3"}),  # TensorFlow 2.18, numpy 2.0
+            ("3.10.0", {"tensorflow-cpu": "2.20.0"}),  # tensorflow-cpu 2.20 needs keras >= 3.10
+            ("3.12.0", {}),  # tensorflow-cpu 2.21 (cpu.txt) needs keras >= 3.12
         ),
     ),
     "scipy": Lane(
@@ -285,6 +283,16 @@ def _diff(session: nox.Session, bindir: Path, old: Path, new: Path, text: Path) 
         session.error(f"regressions: see {text} and the report")
 
 
+def _suite_digest() -> str:
+    """A hash of the suite's code: both releases must be judged by the same one."""
+    h = hashlib.sha256()
+    root = CPU_CONSTRAINTS.parent.parent
+    for path in sorted((*root.glob("conformance/**/*"), *root.glob("adapters/**/*"))):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 @nox.session(venv_backend="none")
 def regression(session: nox.Session) -> None:
     """`nox -s regression -- FRAMEWORK OLD NEW [conformance run options]`: the quick corpus
@@ -295,13 +303,21 @@ def regression(session: nox.Session) -> None:
             f"FRAMEWORK one of {', '.join(REGRESSION_LANES)}"
         )
     framework, old, new, *run_args = session.posargs
+    for release in (old, new):  # refuse before installing anything
+        try:
+            regression_install(framework, release)
+        except ValueError as exc:
+            session.error(str(exc))
     REPORTS.mkdir(exist_ok=True)
+    suite = _suite_digest()
     results: dict[str, Path] = {}
     bindirs: dict[str, Path] = {}
     for release in dict.fromkeys((old, new)):
         bindirs[release] = _regression_env(session, framework, release)
-    for release, bindir in bindirs.items():
-        out = REPORTS / f"regression-{framework}-{release}.jsonl"
+    for side, release in (("old", old), ("new", new)):
+        bindir = bindirs[release]
+        rerun = "-rerun" if side == "new" and old == new else ""  # a reproducibility check
+        out = REPORTS / f"regression-{framework}-{release}{rerun}.jsonl"
         session.run(
             str(bindir / "conformance"),
             "run",
@@ -317,42 +333,41 @@ def regression(session: nox.Session) -> None:
             external=True,
             success_codes=[0, 1],  # 1: findings, which old releases are expected to have
         )
-        results[release] = out
+        results[side] = out
+    if _suite_digest() != suite:
+        session.warn(
+            "conformance/ or adapters/ changed during the run (both environments use this "
+            "checkout, editable): the two releases were judged by different code; run again "
+            "from a checkout nobody edits"
+        )
     newest = bindirs[new]
     html = REPORTS / f"regression-{framework}.html"
     session.run(
         str(newest / "conformance"),
         "report",
-        str(results[new]),
+        str(results["new"]),
         "--baseline",
-        str(results[old]),
+        str(results["old"]),
         "-o",
         str(html),
         external=True,
     )
-    _diff(session, newest, results[old], results[new], REPORTS / f"regression-{framework}.txt")
+    text = REPORTS / f"regression-{framework}.txt"
+    _diff(session, newest, results["old"], results["new"], text)
+
+
+def _cell(line: str) -> tuple[str, ...]:
+    record = json.loads(line)
+    return tuple(
+        str(record.get(k)) for k in ("adapter", "implementation", "dtype", "device", "mode")
+    )
 
 
 def _baseline_subset(baseline: Path, current: Path, subset: Path) -> Path:
-    """The baseline's records of the cells `current` has (a restricted run): another file."""
-    keys = set()
-    for line in current.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            keys.add(
-                tuple(r.get(k) for k in ("adapter", "implementation", "dtype", "device", "mode"))
-            )
-    kept = [
-        line
-        for line in baseline.read_text().splitlines()
-        if line.strip()
-        and tuple(
-            json.loads(line).get(k)
-            for k in ("adapter", "implementation", "dtype", "device", "mode")
-        )
-        in keys
-    ]
-    subset.write_text("\n".join(kept) + "\n")
+    """The baseline's records of the cells `current` has (a restricted run), written to `subset`."""
+    cells = {_cell(line) for line in current.read_text().splitlines() if line.strip()}
+    lines = baseline.read_text().splitlines()
+    subset.write_text("".join(f"{ln}\n" for ln in lines if ln.strip() and _cell(ln) in cells))
     return subset
 
 

@@ -107,12 +107,7 @@ def sigmoid_vjp(B: P.Backend, R: Rows):
     u = B.u
     es = np.where((R["x"] == 0) | np.isinf(R["x"]), 0.0, (B.fn_err + 3) * u)
     fsx, fsm = f64(B, sx), f64(B, smx)
-    erra = (
-        f64(B, b) * fsx * (es + u)
-        + db * fsx
-        + f64(B, a) * fsm * (es + u)
-        + da * fsm
-    )
+    erra = f64(B, b) * fsx * (es + u) + db * fsx + f64(B, a) * fsm * (es + u) + da * fsm
     if B.kind == "float":
         th = np.tanh(x / 2)
         h_ = B.dtype(0.5) - a  # exact for a in [1/4, 1] (Sterbenz), else one rounding

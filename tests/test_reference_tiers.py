@@ -169,13 +169,22 @@ def test_double_double_functions(fn: str) -> None:
 
     rng = np.random.default_rng(2)
     if fn == "exp":
-        x = np.concatenate([-rng.random(300) * 700, rng.standard_normal(300) * 3,
-                            -(10.0 ** rng.uniform(-300, 0, 100))])
+        x = np.concatenate(
+            [
+                -rng.random(300) * 700,
+                rng.standard_normal(300) * 3,
+                -(10.0 ** rng.uniform(-300, 0, 100)),
+            ]
+        )
     elif fn == "log1p":
         x = np.concatenate([10.0 ** rng.uniform(-30, 6, 300), -rng.random(200) * 0.999])
     else:
-        x = np.concatenate([10.0 ** rng.uniform(-300, 300, 300), 1 + rng.standard_normal(200)
-                            * 10.0 ** rng.uniform(-12, -1, 200)])
+        x = np.concatenate(
+            [
+                10.0 ** rng.uniform(-300, 300, 300),
+                1 + rng.standard_normal(200) * 10.0 ** rng.uniform(-12, -1, 200),
+            ]
+        )
     lo = x * rng.uniform(-1, 1, x.size) * 2.0**-54
     y = getattr(_dd, fn)(_dd.DD(x, lo))
     worst = 0.0
@@ -199,7 +208,8 @@ def test_double_double_arithmetic(a: float, b: float, fa: float, fb: float) -> N
         X = mp.mpf(a) + mp.mpf(float(x.lo[0]))
         Y = mp.mpf(b) + mp.mpf(float(y.lo[0]))
         for got, exact in ((x + y, X + Y), (x - y, X - Y), (x * y, X * Y)) + (
-                ((x / y, X / Y),) if b else ()):
+            ((x / y, X / Y),) if b else ()
+        ):
             val = mp.mpf(float(got.hi[0])) + mp.mpf(float(got.lo[0]))
             if exact != 0 and abs(exact) > mp.mpf(2) ** -900 and abs(exact) < mp.mpf(2) ** 990:
                 assert abs(val - exact) <= abs(exact) * P.DD.u
