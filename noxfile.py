@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import re
 import sys
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ def lint(session: nox.Session) -> None:
 CPU_CONSTRAINTS = Path(__file__).resolve().parent / "constraints" / "cpu.txt"
 REGRESSION_ENVS = Path(".nox")
 REPORTS = Path("reports")
-BASELINE = Path("baselines/cpu-quick.jsonl")
+BASELINE = Path("baselines/cpu-quick.jsonl.xz")
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,9 @@ def _cell(line: str) -> tuple[str, ...]:
 def _baseline_subset(baseline: Path, current: Path, subset: Path) -> Path:
     """The baseline's records of the cells `current` has (a restricted run), written to `subset`."""
     cells = {_cell(line) for line in current.read_text().splitlines() if line.strip()}
-    lines = baseline.read_text().splitlines()
+    opener = lzma.open if baseline.suffix == ".xz" else open
+    with opener(baseline, "rt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
     subset.write_text("".join(f"{ln}\n" for ln in lines if ln.strip() and _cell(ln) in cells))
     return subset
 
@@ -374,12 +377,9 @@ def _baseline_subset(baseline: Path, current: Path, subset: Path) -> Path:
 @nox.session(python=PYTHON, name="diff-baseline")
 def diff_baseline(session: nox.Session) -> None:
     """The pinned versions (constraints/cpu.txt), quick profile, seed 0, diffed against the
-    committed baselines/cpu-quick.jsonl; posargs restrict the run (and the diff to its cells)."""
+    committed baselines/cpu-quick.jsonl.xz; posargs restrict the run (and the diff to its cells)."""
     if not BASELINE.exists():
-        session.skip(
-            f"{BASELINE} is absent: commit one first (conformance run --profile quick --seed 0 "
-            f"--out {BASELINE}); see baselines/README.md"
-        )
+        session.skip(f"{BASELINE} is absent: commit one first (see baselines/README.md)")
     _install(session, "all")
     REPORTS.mkdir(exist_ok=True)
     current = REPORTS / "results.jsonl"

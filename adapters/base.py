@@ -95,6 +95,10 @@ class Implementation:
     differentiable: bool = True
     notes: str = ""
     docs_url: str = ""
+    snippet: str = ""
+    """What `fn` computes, as one Python expression in the framework's own API for the
+    reproducer (`conformance.snippets`): `x`, `labels` and the array options are variables,
+    `{option}` placeholders take `Adapter.snippet_values`. Empty: no reproducible call."""
 
     def __post_init__(self) -> None:
         opts = set(self.options) | {Option.AXIS}
@@ -142,6 +146,17 @@ class Implementation:
             elif not _is_default(key, value) and Option(key) not in self.options:
                 return f"{self.name} has no option {key}"
         return None
+
+
+def _snippet_source(name: str, value: Any) -> str:
+    """An option's value as Python source: an array by its variable `name`, enums by value."""
+    if isinstance(value, np.ndarray):
+        return name
+    if isinstance(value, tuple | list):
+        return repr(tuple(int(v) for v in value))
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _is_default(key: str, value: Any) -> bool:
@@ -247,6 +262,10 @@ class Adapter(abc.ABC):
     cache_size: int = 512
     only_dtypes: tuple[str, ...] | None = None
     """A variant adapter that exists for one finding restricts its cells to these dtypes."""
+    gradient_mode: str = "eager"
+    """Where a profile that judges each gradient once judges it: the mode in which the
+    framework's users take gradients, and the cheapest that runs the framework's own
+    backward pass."""
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple[Any, ...], Runner] = OrderedDict()
@@ -316,6 +335,33 @@ class Adapter(abc.ABC):
             "python": sys.version.split()[0],
         }
 
+    # -- the reproducer (`conformance.snippets`): `Implementation.snippet` is the call
+    snippet_result: str = "np.asarray(out).tolist()"
+    """Python giving the output `out` as (nested lists of) Python numbers, printed."""
+
+    def snippet_env(self) -> dict[str, str]:
+        """The part of `process_env()` that changes what is computed, set before imports."""
+        return {}
+
+    def snippet_prelude(self) -> list[str]:
+        """Imports the snippets may use (each keeps those it uses), then settings."""
+        return []
+
+    def snippet_array(self, name: str, a: np.ndarray) -> str:
+        """Python making numpy variable `name` (holding `a`) the array `_to_native` makes."""
+        return name
+
+    def snippet_wrapper(self, mode: str) -> str | None:
+        """How `_build` wraps fn in `mode`, around `{}` (None: no reproducer for `mode`)."""
+        return "{}" if mode == "eager" else None
+
+    def snippet_values(
+        self, impl: Implementation, options: dict[str, Any], ndim: int
+    ) -> dict[str, str]:
+        """Python for each placeholder of `impl.snippet`, from what `fn` receives (array
+        options as arrays or None) and the rank of x: arrays by their variable's name."""
+        return {k: _snippet_source(k, v) for k, v in options.items()}
+
     # -- the framework's part
     @abc.abstractmethod
     def _to_native(self, a: np.ndarray, device: str) -> Any:
@@ -369,15 +415,7 @@ class Adapter(abc.ABC):
                 f"{self.name} is unavailable: {type(exc).__name__}: {exc}"
             ) from exc
         out = Outcome()
-        options = {**OPTION_DEFAULTS, **call.options}
-        kwargs = {k: options[k] for k in impl.option_names}
-        if "reduction" in kwargs:
-            kwargs["reduction"] = Reduction(kwargs["reduction"])
-        if isinstance(kwargs.get("axis"), list):
-            kwargs["axis"] = tuple(kwargs["axis"])
-        arrays_np = {k: kwargs.pop(k) for k in list(kwargs) if k in ARRAY_OPTIONS}
-        x_dtype = dtype_name(call.x.dtype)
-        inputs = self._numpy_inputs(impl, call, arrays_np, x_dtype, out.notes)
+        kwargs, inputs = self.prepare(impl, call, out.notes)
         key = (
             impl.name,
             call.mode,
@@ -396,6 +434,23 @@ class Adapter(abc.ABC):
         if out.grad is not None:
             out.grad_dtype = dtype_name(out.grad.dtype)
         return out
+
+    def prepare(
+        self, impl: Implementation, call: Call, notes: list[str] | None = None
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
+        """What `impl.fn` is given for `call`: its static keyword arguments (array options
+        left out), and every array (x, labels, array options, cotangent) in the dtype the
+        framework receives; a cast that changes a value is added to `notes`."""
+        options = {**OPTION_DEFAULTS, **call.options}
+        kwargs = {k: options[k] for k in impl.option_names}
+        if "reduction" in kwargs:
+            kwargs["reduction"] = Reduction(kwargs["reduction"])
+        if isinstance(kwargs.get("axis"), list):
+            kwargs["axis"] = tuple(kwargs["axis"])
+        arrays_np = {k: kwargs.pop(k) for k in list(kwargs) if k in ARRAY_OPTIONS}
+        x_dtype = dtype_name(call.x.dtype)
+        notes = [] if notes is None else notes
+        return kwargs, self._numpy_inputs(impl, call, arrays_np, x_dtype, notes)
 
     def _numpy_inputs(
         self,

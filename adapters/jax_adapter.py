@@ -15,11 +15,31 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Adapter, Axes, Implementation, Runner, module_installed
+from conformance.cache import cache_dir, machine_tag
 from conformance.ops import Op, Option
 
 _JAX_DOCS = "https://docs.jax.dev/en/latest/_autosummary/"
 _OPTAX_DOCS = "https://optax.readthedocs.io/en/latest/api/losses.html#optax.losses."
 _MODES = ("eager", "compiled")
+
+
+def _compilation_cache_env() -> dict[str, str]:
+    """JAX's persistent compilation cache, in the suite's cache (`conformance.cache`).
+
+    Every new shape costs an XLA compilation (~0.1 s jitted, ~0.3 s op by op in eager
+    mode, where each primitive compiles apart); a later run loads the executables instead.
+    The cache key covers the jax/jaxlib versions, flags and devices, so it never changes
+    what is computed. A cache the user configured is left as it is."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return {}
+    folder = cache_dir(f"jax-{machine_tag()}")
+    if folder is None:
+        return {}
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(folder),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
 
 
 class JaxEngine(Adapter):
@@ -29,9 +49,13 @@ class JaxEngine(Adapter):
     framework = "jax"
     x64: bool | None = None
     """True/False: run every call inside jax.enable_x64(x64); None: the process' setting."""
+    gradient_mode = "compiled"
+    """Eager gradients are the jitted VJP too (see `_build`): judging them in compiled mode
+    costs one program per shape instead of a program and the op-by-op forward pass."""
 
     def process_env(self) -> dict[str, str]:
-        return {} if self.x64 is None else {"JAX_ENABLE_X64": "1" if self.x64 else "0"}
+        env = {} if self.x64 is None else {"JAX_ENABLE_X64": "1" if self.x64 else "0"}
+        return env | _compilation_cache_env()
 
     def _import(self) -> None:
         import jax  # noqa: F401
@@ -112,6 +136,16 @@ class JaxEngine(Adapter):
 
     def _to_numpy(self, value: Any) -> np.ndarray:
         return np.array(value, copy=True)
+
+    def snippet_prelude(self) -> list[str]:
+        x64 = ['jax.config.update("jax_enable_x64", True)'] if self.x64 else []
+        return ["import jax", "import jax.numpy as jnp", *x64]
+
+    def snippet_array(self, name: str, a: np.ndarray) -> str:
+        return f"jnp.asarray({name})"
+
+    def snippet_wrapper(self, mode: str) -> str | None:
+        return "jax.jit({})" if mode == "compiled" else super().snippet_wrapper(mode)
 
     def _build(self, fn: Callable[..., Any], mode: str, grad: bool) -> Runner:
         import jax
@@ -206,6 +240,9 @@ class JaxAdapter(JaxEngine):
     name = "jax"
     x64: bool | None = True
 
+    def snippet_prelude(self) -> list[str]:
+        return [*super().snippet_prelude(), "import optax"]
+
     def _implementations(self) -> list[Implementation]:
         where = frozenset({Option.WHERE})
         lse = where | {Option.SCALE}
@@ -218,6 +255,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.TUPLE,
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.nn.softmax.html",
+                snippet="jax.nn.softmax(x, axis={axis}, where={where})",
             ),
             Implementation(
                 "jax.nn.log_softmax",
@@ -227,6 +265,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.TUPLE,
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.nn.log_softmax.html",
+                snippet="jax.nn.log_softmax(x, axis={axis}, where={where})",
             ),
             Implementation(
                 "jax.nn.logsumexp",
@@ -237,6 +276,7 @@ class JaxAdapter(JaxEngine):
                 modes=_MODES,
                 notes="The same function object as jax.scipy.special.logsumexp.",
                 docs_url=_JAX_DOCS + "jax.nn.logsumexp.html",
+                snippet="jax.nn.logsumexp(x, axis={axis}, b={scale}, where={where})",
             ),
             Implementation(
                 "jax.scipy.special.logsumexp",
@@ -246,6 +286,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.TUPLE,
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.scipy.special.logsumexp.html",
+                snippet="jax.scipy.special.logsumexp(x, axis={axis}, b={scale}, where={where})",
             ),
         ]
         if not module_installed("optax"):
@@ -259,6 +300,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.ANY,
                 modes=_MODES,
                 docs_url=_OPTAX_DOCS + "softmax_cross_entropy",
+                snippet="optax.softmax_cross_entropy(x, labels, axis={axis}, where={where})",
             ),
             Implementation(
                 "optax.softmax_cross_entropy(optax.smooth_labels)",
@@ -270,6 +312,8 @@ class JaxAdapter(JaxEngine):
                 notes="optax.smooth_labels(labels, eps, axis=axis, where=where): with"
                 " where, K counts the unmasked classes.",
                 docs_url=_OPTAX_DOCS + "smooth_labels",
+                snippet="optax.softmax_cross_entropy(x, optax.smooth_labels(labels,"
+                " {label_smoothing}, axis={axis}, where={where}), axis={axis}, where={where})",
             ),
             Implementation(
                 "optax.softmax_cross_entropy_with_integer_labels",
@@ -281,6 +325,8 @@ class JaxAdapter(JaxEngine):
                 label_dtype="int32",
                 notes="A fully masked row (where) gives loss 0.",
                 docs_url=_OPTAX_DOCS + "softmax_cross_entropy_with_integer_labels",
+                snippet="optax.softmax_cross_entropy_with_integer_labels(x, labels,"
+                " axis={axis}, where={where})",
             ),
             Implementation(
                 "optax.safe_softmax_cross_entropy",
@@ -290,6 +336,7 @@ class JaxAdapter(JaxEngine):
                 modes=_MODES,
                 notes="Dense labels, last axis only; masks -inf logits.",
                 docs_url=_OPTAX_DOCS + "safe_softmax_cross_entropy",
+                snippet="optax.safe_softmax_cross_entropy(x, labels)",
             ),
             Implementation(
                 "optax.sigmoid_binary_cross_entropy",
@@ -298,6 +345,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.ELEMENTWISE,
                 modes=_MODES,
                 docs_url=_OPTAX_DOCS + "sigmoid_binary_cross_entropy",
+                snippet="optax.sigmoid_binary_cross_entropy(x, labels)",
             ),
         ]
         return impls + optax_impls

@@ -31,6 +31,15 @@ _REDUCTIONS = {
 }
 _SPARSE_REDUCTIONS = _REDUCTIONS | {Reduction.WEIGHTED_MEAN: "mean_with_sample_weight"}
 _BACKEND_MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+_SMOOTH, _IGNORE = "label_smoothing={label_smoothing}", "ignore_class={ignore_index}"
+
+
+def _loss_snippet(cls: str, from_logits: bool, option: str) -> str:
+    """The call of the loss object `_loss` builds, as `Implementation.snippet`."""
+    return (
+        f"keras.losses.{cls}(from_logits={from_logits}, axis={{axis}}, {option},"
+        " reduction={reduction})(labels, x)"
+    )
 
 
 def loaded_keras_backend() -> str | None:
@@ -111,6 +120,20 @@ class KerasMixin(Adapter):
         )
         return env
 
+    def snippet_env(self) -> dict[str, str]:
+        return super().snippet_env() | {"KERAS_BACKEND": self.backend}
+
+    def snippet_prelude(self) -> list[str]:
+        return [*super().snippet_prelude(), "import keras"]
+
+    def snippet_values(
+        self, impl: Implementation, options: dict[str, Any], ndim: int
+    ) -> dict[str, str]:
+        values = super().snippet_values(impl, options, ndim)
+        if "reduction" in options:
+            values["reduction"] = repr(_SPARSE_REDUCTIONS[options["reduction"]])
+        return values
+
     def _device_scope(self, device: str) -> contextlib.AbstractContextManager[Any]:
         import keras
 
@@ -156,6 +179,7 @@ class KerasMixin(Adapter):
                 axes=Axes.TUPLE,
                 modes=modes,
                 docs_url=_DOCS + "ops/nn/#softmax-function",
+                snippet="keras.ops.softmax(x, axis={axis})",
             ),
             Implementation(
                 "keras.ops.log_softmax",
@@ -164,6 +188,7 @@ class KerasMixin(Adapter):
                 axes=Axes.TUPLE,
                 modes=modes,
                 docs_url=_DOCS + "ops/nn/#logsoftmax-function",
+                snippet="keras.ops.log_softmax(x, axis={axis})",
             ),
             Implementation(
                 "keras.ops.logsumexp",
@@ -172,6 +197,7 @@ class KerasMixin(Adapter):
                 axes=Axes.TUPLE,
                 modes=modes,
                 docs_url=_DOCS + "ops/core/#logsumexp-function",
+                snippet="keras.ops.logsumexp(x, axis={axis})",
             ),
             Implementation(
                 "keras.layers.Softmax",
@@ -183,6 +209,7 @@ class KerasMixin(Adapter):
                 notes="mask= replaces masked logits by a large negative number and"
                 " zeroes them after; a fully masked row gives 0.",
                 docs_url=_DOCS + "layers/activation_layers/softmax/",
+                snippet="keras.layers.Softmax(axis={axis})(x, mask={where})",
             ),
             Implementation(
                 "keras.losses.CategoricalCrossentropy(from_logits=True)",
@@ -194,6 +221,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 notes=smooth_note,
                 docs_url=cce,
+                snippet=_loss_snippet("CategoricalCrossentropy", True, _SMOOTH),
             ),
             Implementation(
                 "keras.losses.CategoricalCrossentropy(from_logits=False)",
@@ -205,6 +233,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 notes=prob_note + smooth_note,
                 docs_url=cce,
+                snippet=_loss_snippet("CategoricalCrossentropy", False, _SMOOTH),
             ),
             Implementation(
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
@@ -216,6 +245,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 notes=mean_note + axis_note + "weighted_mean is 'mean_with_sample_weight'.",
                 docs_url=scce,
+                snippet=_loss_snippet("SparseCategoricalCrossentropy", True, _IGNORE),
             ),
             Implementation(
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=False)",
@@ -227,6 +257,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 notes=mean_note + axis_note + prob_note,
                 docs_url=scce,
+                snippet=_loss_snippet("SparseCategoricalCrossentropy", False, _IGNORE),
             ),
             Implementation(
                 "keras.losses.BinaryCrossentropy(from_logits=True)",
@@ -238,6 +269,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 notes="Always the per-example mean over `axis` (no element-wise form).",
                 docs_url=bce,
+                snippet=_loss_snippet("BinaryCrossentropy", True, _SMOOTH),
             ),
             Implementation(
                 "keras.losses.BinaryCrossentropy(from_logits=False)",
@@ -249,6 +281,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 notes="p is clipped to [epsilon, 1 - epsilon]; the per-example mean over `axis`.",
                 docs_url=bce,
+                snippet=_loss_snippet("BinaryCrossentropy", False, _SMOOTH),
             ),
         ]
 

@@ -46,6 +46,7 @@ class ScipyAdapter(Adapter):
                 Op.SOFTMAX,
                 _softmax,
                 docs_url=_DOCS + "scipy.special.softmax.html",
+                snippet="scipy.special.softmax(x, axis={axis})",
                 **common,
             ),
             Implementation(
@@ -53,6 +54,7 @@ class ScipyAdapter(Adapter):
                 Op.LOG_SOFTMAX,
                 _log_softmax,
                 docs_url=_DOCS + "scipy.special.log_softmax.html",
+                snippet="scipy.special.log_softmax(x, axis={axis})",
                 **common,
             ),
             Implementation(
@@ -62,12 +64,16 @@ class ScipyAdapter(Adapter):
                 options=frozenset({Option.SCALE}),
                 notes="bfloat16 input comes back as float64.",
                 docs_url=_DOCS + "scipy.special.logsumexp.html",
+                snippet="scipy.special.logsumexp(x, axis={axis}, b={scale})",
                 **common,
             ),
         ]
 
     def static_devices(self) -> list[str]:
         return ["cpu"]
+
+    def snippet_prelude(self) -> list[str]:
+        return ["import scipy.special"]
 
     def environment(self) -> dict[str, Any]:
         import scipy

@@ -38,6 +38,7 @@ class TensorFlowEngine(Adapter):
     onednn: bool | None = None
     """None: TF's own default (oneDNN on for x86-64 Linux CPUs) or the user's environment;
     True/False: pin TF_ENABLE_ONEDNN_OPTS (must be set before TensorFlow is imported)."""
+    snippet_result = "out.numpy().tolist()"
 
     @property  # type: ignore[override]
     def framework(self) -> str:
@@ -122,6 +123,22 @@ class TensorFlowEngine(Adapter):
     def _to_numpy(self, value: Any) -> np.ndarray:
         return np.array(value.numpy(), copy=True)
 
+    def snippet_env(self) -> dict[str, str]:
+        return {} if self.onednn is None else {ONEDNN_ENV: self.process_env()[ONEDNN_ENV]}
+
+    def snippet_prelude(self) -> list[str]:
+        return ["import tensorflow as tf"]
+
+    def snippet_array(self, name: str, a: np.ndarray) -> str:
+        return f"tf.constant({name})"
+
+    def snippet_wrapper(self, mode: str) -> str | None:
+        if mode == "compiled":
+            return "tf.function({}, autograph=False)"
+        if mode == "compiled-xla":
+            return "tf.function({}, autograph=False, jit_compile=True)"
+        return super().snippet_wrapper(mode)
+
     def _build(self, fn: Callable[..., Any], mode: str, grad: bool) -> Runner:
         tf = self._tf()
 
@@ -195,6 +212,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 axes=Axes.ANY,
                 modes=_MODES,
                 docs_url=nn + "softmax",
+                snippet="tf.nn.softmax(x, axis={axis})",
             ),
             Implementation(
                 "tf.nn.log_softmax",
@@ -203,6 +221,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 axes=Axes.ANY,
                 modes=_MODES,
                 docs_url=nn + "log_softmax",
+                snippet="tf.nn.log_softmax(x, axis={axis})",
             ),
             Implementation(
                 "tf.math.reduce_logsumexp",
@@ -211,6 +230,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 axes=Axes.TUPLE,
                 modes=_MODES,
                 docs_url=_DOCS + "tf/math/reduce_logsumexp",
+                snippet="tf.math.reduce_logsumexp(x, axis={axis})",
             ),
             Implementation(
                 "tf.nn.softmax_cross_entropy_with_logits",
@@ -219,6 +239,8 @@ class TensorFlowAdapter(TensorFlowEngine):
                 axes=Axes.ANY,
                 modes=_MODES,
                 docs_url=nn + "softmax_cross_entropy_with_logits",
+                snippet="tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=x,"
+                " axis={axis})",
             ),
             Implementation(
                 "tf.nn.sparse_softmax_cross_entropy_with_logits",
@@ -229,6 +251,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 label_dtype="int64",
                 notes="Out-of-range labels raise on CPU and give NaN on GPU.",
                 docs_url=nn + "sparse_softmax_cross_entropy_with_logits",
+                snippet="tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x)",
             ),
             Implementation(
                 "tf.nn.sigmoid_cross_entropy_with_logits",
@@ -237,8 +260,17 @@ class TensorFlowAdapter(TensorFlowEngine):
                 axes=Axes.ELEMENTWISE,
                 modes=_MODES,
                 docs_url=nn + "sigmoid_cross_entropy_with_logits",
+                snippet="tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=x)",
             ),
         ]
+
+    def snippet_values(
+        self, impl: Implementation, options: dict[str, Any], ndim: int
+    ) -> dict[str, str]:
+        values = super().snippet_values(impl, options, ndim)
+        if isinstance(options.get("axis"), tuple):  # _logsumexp: a list
+            values["axis"] = repr([int(a) for a in options["axis"]])
+        return values
 
 
 class TensorFlowOneDnnOffAdapter(TensorFlowAdapter):

@@ -24,6 +24,7 @@ class TorchEngine(Adapter):
     """Conversions (bf16 through its bits), devices, autograd VJPs and torch.compile."""
 
     modules: tuple[str, ...] = ("torch",)
+    snippet_result = "out.tolist()"
 
     def __init__(self, compile: bool | None = None) -> None:
         super().__init__()
@@ -91,6 +92,19 @@ class TorchEngine(Adapter):
         if t.dtype == torch.bfloat16:
             return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
         return t.numpy().copy()
+
+    def snippet_prelude(self) -> list[str]:
+        return ["import torch", "import torch.nn.functional as F"]
+
+    def snippet_array(self, name: str, a: np.ndarray) -> str:
+        if a.dtype.name == "bfloat16":
+            return f"torch.from_numpy({name}.view(np.int16)).view(torch.bfloat16)"
+        return f"torch.from_numpy({name})"
+
+    def snippet_wrapper(self, mode: str) -> str | None:
+        if mode == "compiled":
+            return "torch.compile({}, dynamic=False)"
+        return super().snippet_wrapper(mode)
 
     def _build(self, fn: Callable[..., Any], mode: str, grad: bool) -> Runner:
         import torch
@@ -249,6 +263,7 @@ class TorchAdapter(TorchEngine):
                 axes=Axes.ANY,
                 modes=modes,
                 docs_url=_DOCS + "torch.softmax.html",
+                snippet="torch.softmax(x, dim={axis})",
             ),
             Implementation(
                 "torch.nn.functional.softmax",
@@ -257,6 +272,7 @@ class TorchAdapter(TorchEngine):
                 axes=Axes.ANY,
                 modes=modes,
                 docs_url=_DOCS + "torch.nn.functional.softmax.html",
+                snippet="F.softmax(x, dim={axis})",
             ),
             Implementation(
                 "torch.nn.functional.log_softmax",
@@ -265,6 +281,7 @@ class TorchAdapter(TorchEngine):
                 axes=Axes.ANY,
                 modes=modes,
                 docs_url=_DOCS + "torch.nn.functional.log_softmax.html",
+                snippet="F.log_softmax(x, dim={axis})",
             ),
             Implementation(
                 "torch.logsumexp",
@@ -273,6 +290,7 @@ class TorchAdapter(TorchEngine):
                 axes=Axes.TUPLE,
                 modes=modes,
                 docs_url=_DOCS + "torch.logsumexp.html",
+                snippet="torch.logsumexp(x, dim={axis})",
             ),
             Implementation(
                 "torch.nn.functional.cross_entropy",
@@ -284,6 +302,9 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 notes=_MOVE + _IGNORE + "reduction='mean' is the weighted mean.",
                 docs_url=_DOCS + "torch.nn.functional.cross_entropy.html",
+                snippet="F.cross_entropy({x_dim1}, labels, weight={class_weights},"
+                " reduction={reduction}, label_smoothing={label_smoothing},"
+                " ignore_index={ignore_index})",
             ),
             Implementation(
                 "torch.nn.functional.cross_entropy[probability targets]",
@@ -295,6 +316,8 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 notes=_MOVE + "reduction='mean' divides by the number of examples.",
                 docs_url=_DOCS + "torch.nn.functional.cross_entropy.html",
+                snippet="F.cross_entropy({x_dim1}, {labels_dim1}, weight={class_weights},"
+                " reduction={reduction}, label_smoothing={label_smoothing})",
             ),
             Implementation(
                 "torch.nn.functional.nll_loss(log_softmax)",
@@ -306,6 +329,8 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 notes=_MOVE + _IGNORE + "F.nll_loss(F.log_softmax(x, dim=1), y).",
                 docs_url=_DOCS + "torch.nn.functional.nll_loss.html",
+                snippet="F.nll_loss(F.log_softmax({x_dim1}, dim={dim1}), labels,"
+                " weight={class_weights}, reduction={reduction}, ignore_index={ignore_index})",
             ),
             Implementation(
                 "torch.nn.functional.binary_cross_entropy_with_logits",
@@ -315,6 +340,7 @@ class TorchAdapter(TorchEngine):
                 axes=Axes.ELEMENTWISE,
                 modes=modes,
                 docs_url=_DOCS + "torch.nn.functional.binary_cross_entropy_with_logits.html",
+                snippet="F.binary_cross_entropy_with_logits(x, labels, reduction={reduction})",
             ),
             Implementation(
                 "torch.nn.functional.binary_cross_entropy",
@@ -325,5 +351,25 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 notes="torch clamps log(p) and log(1-p) at -100.",
                 docs_url=_DOCS + "torch.nn.functional.binary_cross_entropy.html",
+                snippet="F.binary_cross_entropy(x, labels, reduction={reduction})",
             ),
         ]
+
+    def snippet_values(
+        self, impl: Implementation, options: dict[str, Any], ndim: int
+    ) -> dict[str, str]:
+        """Also `{x_dim1}` and `{labels_dim1}` (`_classes_to_dim1`) and `{dim1}`."""
+        values = super().snippet_values(impl, options, ndim)
+        axis = options.get("axis")
+        move = ""
+        if isinstance(axis, int | np.integer) and ndim > 1 and axis % ndim != 1:
+            move = f".movedim({axis % ndim}, 1)"
+        values |= {"x_dim1": "x" + move, "labels_dim1": "labels" + move}
+        values["dim1"] = "1" if ndim > 1 else "0"
+        if "axis" in options and axis is None:  # _logsumexp
+            values["axis"] = repr(tuple(range(ndim)))
+        if "reduction" in options:
+            values["reduction"] = repr((_INDEX_REDUCTION | _PLAIN_REDUCTION)[options["reduction"]])
+        if "ignore_index" in options and options["ignore_index"] is None:
+            values["ignore_index"] = "-100"  # torch's default: what the adapter leaves it at
+        return values

@@ -54,8 +54,9 @@ def smoothed_zero_sign(
     with np.errstate(invalid="ignore", over="ignore"):
         tp = (1 - eps) * s + float(extra)
         mag = abs(1 - eps) * (np.abs(t) + shift) + abs(float(extra))
-    if eps == 0 and not shift:
-        return t == 0, np.sign(t)
+    if eps == 0 and extra == 0:
+        # fl(1 - t) is 0 only when t == 1 and has the sign of the exact difference
+        return s == 0, np.sign(s)
     sign = np.sign(tp)
     cand = np.isfinite(tp) & (np.abs(tp) <= 8 * 2.0**-53 * mag)
     zero = np.zeros(t.shape, dtype=bool)

@@ -175,8 +175,19 @@ def _verdicts(cell: str, old: dict[str, Any], new: dict[str, Any]) -> list[Chang
     return [Change("worse", cell, text + _first_finding(new), True)]
 
 
+def _inputs(cell: str, old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    """Whether both runs were given identical inputs (records since `inputs` was added)."""
+    a, b = old.get("inputs"), new.get("inputs")
+    if not a or not b or a == b:
+        return []
+    text = "inputs differ (another suite version or strategy?): error numbers are not comparable"
+    return [Change("note", cell, text, False)]
+
+
 def _errors(cell: str, old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     out: list[Change] = []
+    if not old.get("elements", 1) or not new.get("elements", 1):
+        return out  # one side judged no values (it raised throughout): nothing to compare
     pairs = (
         ("max ULP", "max_ulp", ulp_grew),
         ("max budget ratio", "max_budget_ratio", ratio_grew),
@@ -291,7 +302,7 @@ def diff(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -> Diff:
     for key in sorted(set(old) & set(new)):
         result.compared += 1
         cell, a, b = "/".join(key), old[key], new[key]
-        for check in (_verdicts, _errors, _specials, _misuse, _reactions):
+        for check in (_inputs, _verdicts, _errors, _specials, _misuse, _reactions):
             changes.extend(check(cell, a, b))
     gone = [k for k in sorted(old) if k not in new]
     came = [k for k in sorted(new) if k not in old]

@@ -11,6 +11,7 @@ phase (`hypothesis.target` on the budget ratio) then climbs toward each cell's w
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,17 @@ from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
 from adapters.base import Adapter, Axes, Call, Implementation, UnsupportedCall
-from conformance import cases, known, reference, strategies
+from conformance import cache, cases, known, strategies
 from conformance.dtypes import as_dtype
-from conformance.judge import Finding, Judgement, Verdict, judge, worst
+from conformance.judge import (
+    REFERENCE_SECONDS,
+    Finding,
+    Judgement,
+    Verdict,
+    expected,
+    judge,
+    worst,
+)
 from conformance.misuse import run_misuse
 from conformance.ops import CATALOG, LabelKind, Op, Option, Reduction
 from conformance.record import CellResult, Input, cell_record
@@ -41,10 +50,18 @@ class Profile:
     """Class counts the draws use; a short menu lets rows be batched into one call."""
     max_rank: int
     min_rank: int = 1
-    gradient_modes: tuple[str, ...] | None = None
-    """Modes whose gradients are judged (None: all). Compiling a backward pass per shape
-    dominates compiled cells (about a second per shape under XLA), so the quick profile
-    judges gradients in eager mode only; ci and thorough judge them everywhere."""
+    gradients_once: bool = False
+    """Judge gradients in one mode per implementation and dtype (the adapter's
+    `gradient_mode`) instead of in every mode. A backward pass compiles per shape (about a
+    second under XLA), so the quick profile takes each gradient once; ci and thorough judge
+    them in every mode."""
+    empty_batches: bool = True
+    """Whether draws may have empty batch dimensions (the corpus has empty inputs anyway)."""
+    label_smoothings: tuple[float, ...] = (0.1, 0.2, 0.5)
+    """The smoothing factors draws use (compiled code bakes each in: one more program)."""
+    misuse_every_dtype: bool = True
+    """Run the misuse scenarios in every dtype, or only in `misuse_dtype(impl)`: an API's
+    reaction to a misuse is a property of the API, and each scenario is another shape."""
 
 
 PROFILES: dict[str, Profile] = {
@@ -52,10 +69,13 @@ PROFILES: dict[str, Profile] = {
         "quick",
         drawn=32,
         targeted=0,
-        class_counts=(1, 3, 1000),
+        class_counts=(3, 1000),
         max_rank=2,
         min_rank=2,
-        gradient_modes=("eager",),
+        gradients_once=True,
+        empty_batches=False,
+        label_smoothings=(0.1,),
+        misuse_every_dtype=False,
     ),
     "ci": Profile(
         "ci", drawn=200, targeted=40, class_counts=(1, 2, 3, 7, 64, 1000, 32768), max_rank=4
@@ -114,7 +134,12 @@ def _draw(
     profile: Profile,
     seed: int,
 ) -> tuple[strategies.Example, ...]:
-    """The draws themselves, cached: every mode and device of a cell family shares them."""
+    """The draws themselves, cached in memory (every mode and device of a cell family
+    shares them) and on disk (every worker, every framework, every later run)."""
+    key = cache.draws_key(op.value, dtype, sorted(options), last_axis_only, profile, seed)
+    stored = cache.load_examples(key)
+    if stored is not None:
+        return stored
     found: list[strategies.Example] = []
     strategy = strategies.examples(
         op,
@@ -124,6 +149,8 @@ def _draw(
         class_counts=profile.class_counts,
         last_axis_only=last_axis_only,
         min_rank=profile.min_rank,
+        empty_batches=profile.empty_batches,
+        label_smoothings=profile.label_smoothings,
     )
 
     @hypothesis_seed(seed)
@@ -139,17 +166,23 @@ def _draw(
         found.append(example)
 
     collect()
-    return tuple(found[: profile.drawn])
+    drawn = tuple(found[: profile.drawn])
+    cache.store_examples(key, drawn)
+    return drawn
 
 
-GRADIENT_MAX_ELEMENTS = 2**14
+GRADIENT_MAX_ELEMENTS = 2**15
 """Gradients are judged on inputs up to this size: the exact VJP of a 131k-class float64
 row can need mpmath (cancellation in g - <g, p>), and small rows exercise the same code."""
 
 
 def _batch_key(impl: Implementation, item: Input) -> tuple[Any, ...] | None:
-    """Inputs with equal keys can be stacked along axis 0 into one call (row-wise ops)."""
-    if item.invalid or item.x.ndim < 2 or item.x.shape[0] == 0:
+    """Inputs with equal keys can be stacked along axis 0 into one call (row-wise ops).
+
+    Options are compared by meaning (a default left out equals the default spelled out),
+    and invalid inputs only join other invalid inputs: a call that raises is re-run input
+    by input, and a valid row should not pay for an invalid neighbour."""
+    if item.x.ndim < 2 or item.x.shape[0] == 0:
         return None
     opts = item.options
     if any(opts.get(k) is not None for k in ("where", "scale", "class_weights")):
@@ -160,19 +193,49 @@ def _batch_key(impl: Implementation, item: Input) -> tuple[Any, ...] | None:
     if axis is not None and (isinstance(axis, tuple | list) or int(axis) % item.x.ndim == 0):
         return None
     labels_shape = None if item.labels is None else item.labels.shape[1:]
-    frozen = tuple(sorted((k, str(v)) for k, v in opts.items()))
-    return (item.x.shape[1:], labels_shape, frozen)
+    canonical = {k: v for k, v in opts.items() if v is not None and v != 0.0 and k not in ("axis",)}
+    if axis is not None:
+        canonical["axis"] = int(axis) % item.x.ndim
+    frozen = tuple(sorted((k, str(v)) for k, v in canonical.items()))
+    return (item.x.shape[1:], labels_shape, frozen, item.invalid)
 
 
-def _cotangent(op: Op, x: np.ndarray, labels, options, rng: np.random.Generator) -> np.ndarray:
-    """A random cotangent of the output's shape, exactly representable in x's dtype."""
-    shape = reference.evaluate(op, x, labels, **options).value.shape
-    return (rng.standard_normal(shape) + 0.5).astype(x.dtype)
+def _row_bucket(rows: int) -> int:
+    """Stacked calls are padded to a power of two rows, so that a compiled cell sees few
+    distinct shapes (each costs a compilation: ~0.1 s under XLA, per dtype and mode)."""
+    return 1 << max(rows - 1, 0).bit_length()
+
+
+def _chunks(items: list[Input], max_elements: int | None) -> list[list[Input]]:
+    """`items` split so that a stacked call stays within `max_elements` (gradients)."""
+    if max_elements is None:
+        return [items]
+    out: list[list[Input]] = [[]]
+    size = 0
+    for item in items:
+        if out[-1] and _row_bucket(size + item.x.size) > max_elements:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += item.x.size
+    return out
+
+
+def _output_shape(impl: Implementation, batch: list[Input], x: np.ndarray) -> tuple[int, ...]:
+    """The output shape of a call on `x` (a stack of `batch`, or its single input)."""
+    item = batch[0]
+    shape = expected(impl.op, item.x, item.labels, item.options).exact.value.shape
+    return shape if x is item.x else (x.shape[0], *shape[1:])
 
 
 def _stack(items: list[Input]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The inputs stacked along axis 0, padded to `_row_bucket` rows with copies of rows."""
     x = np.concatenate([i.x for i in items], axis=0)
     labels = None if items[0].labels is None else np.concatenate([i.labels for i in items], 0)
+    fill = np.arange(_row_bucket(x.shape[0])) % x.shape[0]
+    if fill.size > x.shape[0]:
+        x = x[fill]
+        labels = None if labels is None else labels[fill]
     return x, labels
 
 
@@ -203,8 +266,12 @@ def run_inputs(
             singles.append([item])
         else:
             groups.setdefault(key, []).append(item)
+    limit = GRADIENT_MAX_ELEMENTS if result.gradients and impl.differentiable else None
+    batches = [chunk for group in groups.values() for chunk in _chunks(group, limit)]
     rng = np.random.default_rng(seed)
-    for batch in [*groups.values(), *singles]:
+    for batch in batches:
+        _run_batch(adapter, impl, batch, device, mode, rng, result, stacked=True)
+    for batch in singles:
         _run_batch(adapter, impl, batch, device, mode, rng, result)
 
 
@@ -216,20 +283,27 @@ def _run_batch(
     mode: str,
     rng: np.random.Generator,
     result: CellResult,
+    *,
+    stacked: bool = False,
 ) -> None:
+    """One call: `batch` stacked (padded to `_row_bucket` rows) or its single input as is."""
     options = batch[0].options
-    x, labels = _stack(batch) if len(batch) > 1 else (batch[0].x, batch[0].labels)
+    if stacked and len(batch) == 1 and _row_bucket(len(batch[0].x)) == len(batch[0].x):
+        stacked = False  # stacking would change nothing: the input as is
+    x, labels = _stack(batch) if stacked else (batch[0].x, batch[0].labels)
     invalid = batch[0].invalid
     cotangent = None
     if result.gradients and not invalid and impl.differentiable and x.size <= GRADIENT_MAX_ELEMENTS:
-        cotangent = _cotangent(impl.op, x, labels, options, rng)
+        # a random cotangent of the output's shape, exactly representable in x's dtype
+        shape = _output_shape(impl, batch, x)
+        cotangent = (rng.standard_normal(shape) + 0.5).astype(x.dtype)
     call = Call(x=x, labels=labels, options=options, device=device, mode=mode, cotangent=cotangent)
     try:
         outcome = adapter.run(impl, call)
     except UnsupportedCall as exc:
         result.unsupported.append(f"{batch[0].case}: {exc}")
         return
-    if outcome.error is not None and len(batch) > 1:
+    if outcome.error is not None and stacked:
         for item in batch:  # attribute the error to the input(s) that cause it
             _run_batch(adapter, impl, [item], device, mode, rng, result)
         return
@@ -239,7 +313,7 @@ def _run_batch(
     error = None if outcome.error is None else f"{outcome.error.type}: {outcome.error.message}"
     if error:
         result.messages.add(error)
-    rows = _rows_of(batch) if len(batch) > 1 else [None]
+    rows = _rows_of(batch) if stacked else [None]
     for item, rows_slice in zip(batch, rows, strict=True):
         value, grad, ct = outcome.value, outcome.grad, cotangent
         if rows_slice is not None:
@@ -265,7 +339,7 @@ def _run_batch(
             "cotangent": ct,
             "output_dtype": outcome.output_dtype,
         }
-        if rows_slice is not None and j.findings:
+        if rows_slice is not None and j.findings and not item.invalid:
             _attribute(adapter, impl, item, device, mode, rng, result, j)
         else:
             result.add(item, j, returned)
@@ -347,6 +421,31 @@ def targeted_search(
     climb()
 
 
+def inputs_digest(items: list[Input]) -> str:
+    """A digest of a cell's inputs (corpus and draws: exact bytes, labels, options), so
+    that `conformance diff` can show two runs were given identical inputs."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(item.case.encode() + b"\0" + str(item.invalid).encode())
+        for a in (item.x, item.labels, *(item.options[k] for k in sorted(item.options))):
+            if isinstance(a, np.ndarray):
+                h.update(f"{a.dtype.name}{a.shape}".encode() + np.ascontiguousarray(a).tobytes())
+            else:
+                h.update(repr(a).encode())
+        h.update(repr(sorted(item.options)).encode())
+    return h.hexdigest()[:16]
+
+
+def gradient_mode(adapter: Adapter, impl: Implementation) -> str:
+    """The mode whose cells judge gradients when a profile judges them once."""
+    return adapter.gradient_mode if adapter.gradient_mode in impl.modes else impl.modes[0]
+
+
+def misuse_dtype(impl: Implementation) -> str:
+    """The dtype whose cells run the misuse scenarios when a profile runs them once."""
+    return "float32" if "float32" in impl.dtypes else impl.dtypes[0]
+
+
 def run_cell(
     adapter: Adapter,
     impl: Implementation,
@@ -358,13 +457,17 @@ def run_cell(
     deviations: list[known.KnownDeviation],
 ) -> dict[str, Any]:
     """Run one cell and return its results record."""
-    started = time.perf_counter()
+    started, reference_before = time.perf_counter(), REFERENCE_SECONDS[0]
     result = CellResult()
-    result.gradients = profile.gradient_modes is None or mode in profile.gradient_modes
+    result.gradients = not profile.gradients_once or mode == gradient_mode(adapter, impl)
     items = corpus_inputs(impl, dtype) + drawn_inputs(impl, dtype, profile, seed)
+    result.inputs_digest = inputs_digest(items)
     run_inputs(adapter, impl, items, device, mode, seed, result)
     targeted_search(adapter, impl, dtype, device, mode, profile, seed, result)
-    result.misuse = run_misuse(adapter, impl, as_dtype(dtype), device, mode, options_for(impl, {}))
+    if profile.misuse_every_dtype or dtype == misuse_dtype(impl):
+        opts = options_for(impl, {})
+        result.misuse = run_misuse(adapter, impl, as_dtype(dtype), device, mode, opts)
+    result.reference_s = REFERENCE_SECONDS[0] - reference_before
     return cell_record(
         adapter,
         impl,

@@ -7,6 +7,9 @@ Knows no framework: it compares numpy arrays an adapter returned with what
 from __future__ import annotations
 
 import enum
+import hashlib
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +199,69 @@ def _as_observed(exact: reference.Exact, limits: np.ndarray | None) -> reference
     )
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the reference says of one input: the exact answer (elements that depend on a
+    +inf logit made undefined: recorded, not judged) and the absolute error budget."""
+
+    exact: reference.Exact
+    bound: np.ndarray
+
+
+_MEMO: OrderedDict[bytes, Expected] = OrderedDict()
+_MEMO_BYTES = [0]
+REFERENCE_SECONDS = [0.0]
+"""Seconds this process spent computing reference answers and budgets (memo misses)."""
+MEMO_LIMIT_BYTES = 256 * 2**20
+"""The reference's answers are kept (least recently used out past this size): every mode
+and every implementation of an op judges the same inputs, so each is computed once."""
+
+
+def _digest(op: Op, arrays: list[Any], options: dict[str, Any]) -> bytes:
+    h = hashlib.blake2b(op.value.encode(), digest_size=20)
+    for a in [*arrays, *(options[k] for k in sorted(options))]:
+        if isinstance(a, np.ndarray):
+            h.update(f"|{a.dtype.str}{a.shape}|".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        else:
+            h.update(f"|{type(a).__name__}:{a!r}|".encode())
+    h.update(repr(sorted(options)).encode())
+    return h.digest()
+
+
+def expected(
+    op: Op,
+    x: np.ndarray,
+    labels: np.ndarray | None,
+    options: dict[str, Any],
+    cotangent: np.ndarray | None = None,
+) -> Expected:
+    """The reference's value (or, given `cotangent`, its VJP) and budget, memoized."""
+    key = _digest(op, [x, labels, cotangent], options)
+    hit = _MEMO.get(key)
+    if hit is not None:
+        _MEMO.move_to_end(key)
+        return hit
+    started = time.perf_counter()
+    if cotangent is None:
+        exact = reference.evaluate(op, x, labels, **options)
+        bound = error_bound(op, x, labels, **options)
+    else:
+        exact = reference.vjp(op, x, labels, cotangent=cotangent, **options)
+        bound = vjp_error_bound(op, x, labels, cotangent=cotangent, **options)
+    want = Expected(_as_observed(exact, _limit_elements(op, x, labels, options, cotangent)), bound)
+    for a in (want.exact.value, want.exact.undefined, want.bound):
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False  # shared by every later judgement of this input
+    _MEMO[key] = want
+    _MEMO_BYTES[0] += want.exact.value.nbytes * 2 + np.asarray(bound).nbytes
+    while _MEMO_BYTES[0] > MEMO_LIMIT_BYTES and len(_MEMO) > 1:
+        _, old = _MEMO.popitem(last=False)
+        _MEMO_BYTES[0] -= old.exact.value.nbytes * 2 + np.asarray(old.bound).nbytes
+    REFERENCE_SECONDS[0] += time.perf_counter() - started
+    return want
+
+
 def judge(
     op: Op,
     x: np.ndarray,
@@ -238,20 +304,13 @@ def judge(
                 case,
             )
         )
-    exact = reference.evaluate(op, x, labels, **options)
-    limits = _limit_elements(op, x, labels, options, None)
-    exact = _as_observed(exact, limits)
-    if (exact.undefined != reference.Undefined.DEFINED).any() or not np.isfinite(
+    want = expected(op, x, labels, options)
+    if (want.exact.undefined != reference.Undefined.DEFINED).any() or not np.isfinite(
         x.astype(np.float64)
     ).all():
         j.special = summarise_values(value)
-    bound = error_bound(op, x, labels, **options)
-    _compare(value, exact, bound, dtype, j, case, gradient=False)
+    _compare(value, want.exact, want.bound, dtype, j, case, gradient=False)
     if grad is not None and cotangent is not None:
-        exact_grad = _as_observed(
-            reference.vjp(op, x, labels, cotangent=cotangent, **options),
-            _limit_elements(op, x, labels, options, cotangent),
-        )
-        grad_bound = vjp_error_bound(op, x, labels, cotangent=cotangent, **options)
-        _compare(grad, exact_grad, grad_bound, dtype, j, case, gradient=True)
+        want_grad = expected(op, x, labels, options, cotangent)
+        _compare(grad, want_grad.exact, want_grad.bound, dtype, j, case, gradient=True)
     return j

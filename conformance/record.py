@@ -42,8 +42,12 @@ class CellResult:
     unsupported: list[str] = field(default_factory=list)
     messages: set[str] = field(default_factory=set)
     misuse: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inputs_digest: str = ""
+    """`harness.inputs_digest` of the corpus and drawn inputs (targeted ones excluded)."""
+    reference_s: float = 0.0
+    """Seconds spent in the reference (answers another cell computed are reused)."""
     gradients: bool = True
-    """Whether this cell judges gradients (see Profile.gradient_modes)."""
+    """Whether this cell judges gradients (see Profile.gradients_once)."""
 
     def add(self, item: Input, j: Judgement, returned: dict[str, Any]) -> None:
         self.judgements.append((item, j, returned))
@@ -126,6 +130,7 @@ def cell_record(
         "verdict": verdict.value,
         "unexpected": worst(unexpected).value if unexpected else None,
         "examples": len(judged),
+        "inputs": result.inputs_digest,
         "gradients": result.gradients,
         "elements": sum(j.elements for j in judged),
         "max_ulp": max((j.max_ulp for j in judged), default=0.0),
@@ -141,7 +146,7 @@ def cell_record(
         "reactions": {i.case: j.reaction for i, j, _ in result.judgements if j.reaction},
         "misuse": result.misuse,
         "unsupported": sorted(set(result.unsupported))[:MAX_FINDINGS],
-        "worst": None if worst_item is None else _worst_json(adapter, impl, worst_item),
+        "worst": None if worst_item is None else _worst_json(adapter, impl, mode, worst_item),
         "messages": sorted(result.messages)[:MAX_MESSAGES],
         "environment": {
             "python": platform.python_version(),
@@ -151,6 +156,7 @@ def cell_record(
         "profile": profile.name,
         "seed": seed,
         "duration_s": round(duration, 4),
+        "reference_s": round(result.reference_s, 4),
     }
 
 
@@ -177,7 +183,10 @@ def _histogram(values: list[float]) -> dict[str, int]:
 
 
 def _worst_json(
-    adapter: Adapter, impl: Implementation, item: tuple[Input, Judgement, dict[str, Any]]
+    adapter: Adapter,
+    impl: Implementation,
+    mode: str,
+    item: tuple[Input, Judgement, dict[str, Any]],
 ) -> dict[str, Any]:
     inp, j, returned = item
     return {
@@ -192,5 +201,5 @@ def _worst_json(
         "value": _encode_optional(returned.get("value")),
         "grad": _encode_optional(returned.get("grad")),
         "output_dtype": returned.get("output_dtype"),
-        "snippet": snippet(adapter, impl, inp.x, inp.labels, inp.options),
+        "snippet": snippet(adapter, impl, inp.x, inp.labels, inp.options, mode),
     }

@@ -8,7 +8,9 @@ unpickled or evaluated. A torn last line (a run killed mid-write) is set aside, 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
+import lzma
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -64,14 +66,21 @@ class ReadReport:
     """1-based numbers of lines that were not complete JSON (a killed writer's last line)."""
 
 
+_OPENERS: dict[str, Any] = {".xz": lzma.open, ".gz": gzip.open}
+"""Results files may be compressed (committed baselines are .jsonl.xz): read by suffix."""
+
+
 def read_records(path: str | os.PathLike[str]) -> ReadReport:
     """All records of a JSONL results file; raises ResultsError for a file that is not one."""
     report = ReadReport()
     p = Path(path)
+    opener = _OPENERS.get(p.suffix, open)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ResultsError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        with opener(p, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ResultsError(f"{p}: cannot read ({reason})") from None
     except UnicodeDecodeError:
         raise ResultsError(f"{p}: not a text file") from None
     lines = text.split("\n")

@@ -39,13 +39,13 @@ def shapes(
     max_rank: int = 4,
     class_counts: tuple[int, ...] | None = None,
     min_rank: int = 1,
+    empty_batches: bool = True,
 ) -> tuple[int, ...]:
     """Ranks 1-4; size-1 and (rarely) empty dimensions; class counts up to 2**17 (rarely),
     or from the menu `class_counts` (so that rows of equal length can be batched)."""
     rank = draw(st.integers(min(min_rank, max_rank), max_rank))
-    batch = draw(
-        st.lists(st.sampled_from([1, 1, 2, 3, 4, 5, 0]), min_size=rank - 1, max_size=rank - 1)
-    )
+    sizes = [1, 1, 2, 3, 4, 5, 0] if empty_batches else [1, 1, 2, 3, 4, 5]
+    batch = draw(st.lists(st.sampled_from(sizes), min_size=rank - 1, max_size=rank - 1))
     if class_counts:
         return (*batch, draw(st.sampled_from(class_counts)))
     classes = draw(
@@ -156,11 +156,20 @@ def examples(
     class_counts: tuple[int, ...] | None = None,
     last_axis_only: bool = False,
     min_rank: int = 1,
+    empty_batches: bool = True,
+    label_smoothings: tuple[float, ...] = (0.1, 0.2, 0.5),
 ) -> Example:
     """An input of `op` in `dtype`, using only the `supported` options of an implementation."""
     spec = CATALOG[op]
     supported = spec.options if supported is None else supported
-    shape = draw(shapes(max_rank=max_rank, class_counts=class_counts, min_rank=min_rank))
+    shape = draw(
+        shapes(
+            max_rank=max_rank,
+            class_counts=class_counts,
+            min_rank=min_rank,
+            empty_batches=empty_batches,
+        )
+    )
     binary = spec.labels is LabelKind.BINARY
     axis = -1 if last_axis_only or binary or max_rank <= 2 else draw(axes(len(shape)))
     options: dict[str, Any] = {}
@@ -191,7 +200,7 @@ def examples(
         z = rng.random(shape) if soft else rng.integers(0, 2, size=shape).astype(float)
         labels = z.astype(as_dtype(dtype))
     if Option.LABEL_SMOOTHING in supported and draw(st.integers(0, 3)) == 0:
-        options[Option.LABEL_SMOOTHING.value] = draw(st.sampled_from([0.1, 0.2, 0.5]))
+        options[Option.LABEL_SMOOTHING.value] = draw(st.sampled_from(label_smoothings))
     return Example(x=x, labels=labels, options=options, invalid=bad)
 
 

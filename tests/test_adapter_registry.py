@@ -118,9 +118,16 @@ def test_torch_compile_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert TorchAdapter().mode_availability()["compiled"] == ""
 
 
-def test_process_env_of_adapters() -> None:
+def test_process_env_of_adapters(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", "off")
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     assert get_adapter("jax").process_env() == {"JAX_ENABLE_X64": "1"}
     assert get_adapter("jax-x32").process_env() == {"JAX_ENABLE_X64": "0"}
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(tmp_path))
+    env = get_adapter("jax").process_env()  # JAX's persistent cache, per CPU model
+    assert env["JAX_COMPILATION_CACHE_DIR"].startswith(str(tmp_path / "jax-"))
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")  # the user's own wins
+    assert "JAX_COMPILATION_CACHE_DIR" not in get_adapter("jax").process_env()
     assert get_adapter("keras-jax").process_env()["KERAS_BACKEND"] == "jax"
     assert get_adapter("tensorflow-onednn-off").process_env()["TF_ENABLE_ONEDNN_OPTS"] == "0"
     assert "TF_ENABLE_ONEDNN_OPTS" not in get_adapter("tensorflow").process_env()

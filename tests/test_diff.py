@@ -183,3 +183,25 @@ def test_noise_rules() -> None:
     assert ratio_grew(0.2, 0.5) and not ratio_grew(0.01, 0.05)  # > 2x, to at least 0.1
     assert special_signature("nan 0.268941 -inf 0") == "nan x -inf 0"
     assert special_signature("0.269043 0 0.730957") == special_signature("0.268941 0 0.731059")
+
+
+def test_identical_inputs_are_recorded_and_a_change_of_inputs_is_noted(runs) -> None:
+    first, second = (_records(p) for p in runs)
+    assert all(r["inputs"] for r in first)
+    assert [r["inputs"] for r in first] == [r["inputs"] for r in second]
+    changed = copy.deepcopy(second)
+    changed[0]["inputs"] = "0" * 16
+    notes = [c for c in diff(first, changed).changes if c.category == "note"]
+    assert any("inputs differ" in c.message for c in notes)
+
+
+def test_a_cell_that_judged_no_values_has_no_error_growth(runs) -> None:
+    """A baseline cell that raised throughout (0 elements judged) compared with a working one
+    is a verdict change, not error growth from 0."""
+    first, second = (_records(p) for p in runs)
+    old, new = copy.deepcopy(first[0]), copy.deepcopy(second[0])
+    old.update(verdict="error", elements=0, max_ulp=0.0, max_budget_ratio=0.0)
+    new.update(max_ulp=1e9, max_budget_ratio=0.5)
+    categories = {c.category for c in diff([old], [new]).changes}
+    assert "growth" not in categories
+    assert "better" in categories

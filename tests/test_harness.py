@@ -135,3 +135,53 @@ def test_a_known_deviation_that_matches_nothing_is_reported_stale(tmp_path) -> N
     record = _cell(EXACT, Op.SOFTMAX)
     assert any("'gone'" in line for line in stale_deviations([record], str(path)))
     assert stale_deviations([{**record, "adapter": "other"}], str(path)) == []
+
+
+class _CountingAdapter(ExactAdapter):
+    """The exact adapter, recording the shape of every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[tuple[int, ...], bool]] = []
+
+    def run(self, impl, call):
+        self.calls.append((call.x.shape, call.cotangent is not None))
+        return super().run(impl, call)
+
+
+def test_inputs_equal_in_meaning_batch_together_and_invalid_ones_apart() -> None:
+    """A compiled cell pays a compilation per distinct call: inputs whose options mean the
+    same ({} and {"axis": -1}) share a call, invalid rows only join invalid rows (a call
+    that raises is re-run input by input), and stacks are padded to power-of-two rows."""
+    from conformance.harness import Input, _batch_key, _stack
+
+    impl = next(i for i in EXACT.implementations() if i.op is Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
+    x, y = np.zeros((3, 4), np.float32), np.array([0, 1, 2])
+    plain = Input("a", x, y, {})
+    spelled = Input("b", x, y, {"axis": -1, "label_smoothing": 0.0})
+    invalid = Input("c", x, np.array([0, 1, 7]), {}, invalid=True)
+    assert _batch_key(impl, plain) == _batch_key(impl, spelled) != _batch_key(impl, invalid)
+    stacked, labels = _stack([plain, spelled])
+    assert stacked.shape == (8, 4) and labels is not None and labels.shape == (8,)
+    adapter = _CountingAdapter()
+    impl = next(i for i in adapter.implementations() if i.op is Op.SOFTMAX)
+    record = run_cell(adapter, impl, "float32", "cpu", "compiled", QUICK, 0, known.load())
+    assert record["verdict"] == "pass" and record["examples"] >= 40
+    rows = [shape[0] for shape, _ in adapter.calls if len(shape) == 2]
+    assert all(r & (r - 1) == 0 for r in rows if r), rows
+    assert len(adapter.calls) < record["examples"] / 4, adapter.calls
+
+
+def test_the_quick_profile_judges_each_gradient_and_misuse_once() -> None:
+    """Gradients in the adapter's gradient_mode only, misuse scenarios in float32 only."""
+    adapter = _CountingAdapter()
+    adapter.gradient_mode = "compiled"
+    eager = _cell(adapter, Op.SOFTMAX, "float32", "eager")
+    compiled = _cell(adapter, Op.SOFTMAX, "float32", "compiled")
+    assert (eager["gradients"], compiled["gradients"]) == (False, True)
+    sparse = Op.SPARSE_SOFTMAX_CROSS_ENTROPY
+    assert _cell(EXACT, sparse, "float16")["misuse"] == {}
+    assert _cell(EXACT, sparse, "float32")["misuse"]
+    ci = PROFILES["ci"]
+    impl = next(i for i in EXACT.implementations() if i.op is sparse)
+    assert run_cell(EXACT, impl, "float16", "cpu", "eager", ci, 0, [])["misuse"]

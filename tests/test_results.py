@@ -100,3 +100,19 @@ def test_merge_keeps_each_cell_once(tmp_path) -> None:
         ("float32", "inaccurate"),
     ]
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("suffix", [".xz", ".gz"])
+def test_compressed_results_read_like_plain_ones(tmp_path, suffix: str) -> None:
+    """Committed baselines are compressed (.jsonl.xz): readers take them by suffix."""
+    import gzip
+    import lzma
+
+    plain = tmp_path / "r.jsonl"
+    with ResultsWriter(plain) as writer:
+        writer.write({"adapter": "a", "verdict": "pass", "max_ulp": 1.5})
+    packed = tmp_path / f"r.jsonl{suffix}"
+    opener = lzma.open if suffix == ".xz" else gzip.open
+    with opener(packed, "wb") as f:
+        f.write(plain.read_bytes())
+    assert read_records(packed).records == read_records(plain).records
