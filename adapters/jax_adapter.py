@@ -212,7 +212,10 @@ def _optax_ce_smoothed(
 ) -> Any:
     import optax
 
-    smoothed = optax.smooth_labels(labels, label_smoothing, axis=axis, where=where)
+    # axis= and where= are keywords of optax >= 0.2.6 only: passed when they say something
+    extra = {"axis": axis} if axis != -1 else {}
+    extra |= {"where": where} if where is not None else {}
+    smoothed = optax.smooth_labels(labels, label_smoothing, **extra)
     return optax.softmax_cross_entropy(x, smoothed, axis=axis, where=where)
 
 

@@ -8,6 +8,7 @@ float64 draw is rounded to it, and the reference reads the rounded values).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,31 @@ def axes(draw: st.DrawFn, rank: int) -> int:
 
 
 _SCALES = (0.0, 1e-3, 1.0, 10.0, 100.0, 1e3, 1e4)
+_POWERS_OF_TEN = np.array([1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0])
+
+# Draws must be the same bits under every numpy (two framework releases are compared on
+# identical inputs, and jax 0.4 needs numpy 1.26): numpy's SIMD exp and pow differ by an ULP
+# between versions and CPUs, so draws use only IEEE-exact operations (+, *, /) and libm's exp.
+
+
+def _power(a: np.ndarray, n: int) -> np.ndarray:
+    """a**n by repeated squaring: a fixed sequence of correctly rounded products."""
+    result, base = np.ones_like(a), a
+    while n:
+        if n & 1:
+            result = result * base
+        base, n = base * base, n >> 1
+    return result
+
+
+def _sum(a: np.ndarray, axis: int) -> np.ndarray:
+    """Correctly rounded sums along `axis` (keepdims): numpy's pairwise sum is not."""
+    return np.expand_dims(np.apply_along_axis(math.fsum, axis, a), axis)
+
+
+def _exp(a: np.ndarray) -> np.ndarray:
+    """exp by the C library (math.exp), not numpy's version- and CPU-dependent SIMD loop."""
+    return np.frompyfunc(math.exp, 1, 1)(a).astype(np.float64) if a.size else np.exp(a)
 
 
 @st.composite
@@ -90,7 +116,7 @@ def float_arrays(
     elif kind == "near-max":
         x = np.clip(x, -1, 1) * fmt.max * draw(st.sampled_from([0.5, 0.99, 1.0]))
     elif kind == "row-scales" and len(shape) >= 2:
-        x = x * 10.0 ** rng.integers(-3, 4, size=(*shape[:-1], 1))
+        x = x * _POWERS_OF_TEN[rng.integers(0, 7, size=(*shape[:-1], 1))]
     elif kind == "ties" and x.size:
         x = rng.integers(-2, 3, size=shape).astype(np.float64) * max(scale, 1.0)
     else:
@@ -115,6 +141,8 @@ def integer_labels(
     y = rng.integers(0, max(classes, 1), size=shape, dtype=np.int64)
     if y.size and draw(st.integers(0, 3)) == 0:
         y.reshape(-1)[0] = IGNORE_INDEX
+    if classes == 0 and y.size:
+        return y, True  # an empty class axis has no valid label
     bad = invalid and y.size > 0 and draw(st.integers(0, 4)) == 0
     if bad:
         y.reshape(-1)[-1] = draw(st.sampled_from([classes, classes + 7, -1]))
@@ -208,12 +236,12 @@ def _probabilities(draw: st.DrawFn, shape, axis, dtype: str, *, binary: bool) ->
     """Probabilities: a softmax of logits (rows sum to 1 up to rounding), or values in [0, 1]."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     if binary:
-        p = rng.random(shape) ** draw(st.sampled_from([1.0, 4.0, 30.0]))
+        p = _power(rng.random(shape), draw(st.sampled_from([1, 4, 30])))
     else:
         z = rng.standard_normal(shape) * draw(st.sampled_from([0.5, 3.0, 30.0]))
         z = z - z.max(axis=axis, keepdims=True) if z.size else z
-        p = np.exp(z)
-        p = p / p.sum(axis=axis, keepdims=True) if p.size else p
+        p = _exp(z)
+        p = p / _sum(p, axis) if p.size else p
     return p.astype(as_dtype(dtype))
 
 
