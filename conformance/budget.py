@@ -401,7 +401,8 @@ def budget_ratio(
     the exact value rounds to it give 0; any other special mismatch gives inf.
     """
     fmt = float_format(dtype)
-    c = np.asarray(computed).astype(fmt.dtype).astype(np.float64)
+    with np.errstate(over="ignore"):  # a wider output cast to the dtype may overflow: inf
+        c = np.asarray(computed).astype(fmt.dtype).astype(np.float64)
     r = np.asarray(exact, dtype=np.float64)
     rounded = round_to(r, fmt.dtype).astype(np.float64)
     special = ~np.isfinite(c) | ~np.isfinite(r)
@@ -409,8 +410,8 @@ def budget_ratio(
     # The reference is a float64 value within 1 float64 ULP of the truth: judged in float64,
     # that ULP is the reference's, not the framework's (a correctly rounded m + log(s) can
     # sit one ULP from the rounded reference with a true error under the bound).
-    slack = np.spacing(np.abs(r)) if fmt.dtype == np.float64 else 0.0
     with np.errstate(all="ignore"):
+        slack = np.spacing(np.abs(r)) if fmt.dtype == np.float64 else 0.0
         distance = np.maximum(np.abs(c - r) - slack, 0.0)
         ratio = np.where(c == r, 0.0, distance / np.asarray(bound, dtype=np.float64))
     return np.where(special, np.where(agree, 0.0, np.inf), ratio)

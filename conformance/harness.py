@@ -228,12 +228,13 @@ def _output_shape(impl: Implementation, batch: list[Input], x: np.ndarray) -> tu
     return shape if x is item.x else (x.shape[0], *shape[1:])
 
 
-def _stack(items: list[Input]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The inputs stacked along axis 0, padded to `_row_bucket` rows with copies of rows."""
+def _stack(items: list[Input], rows: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The inputs stacked along axis 0, padded to `rows` (by default `_row_bucket`) rows with
+    copies of their own rows, in turn (what `np.resize` does along axis 0)."""
     x = np.concatenate([i.x for i in items], axis=0)
     labels = None if items[0].labels is None else np.concatenate([i.labels for i in items], 0)
-    fill = np.arange(_row_bucket(x.shape[0])) % x.shape[0]
-    if fill.size > x.shape[0]:
+    fill = np.arange(rows or _row_bucket(x.shape[0])) % x.shape[0]
+    if fill.size != x.shape[0]:
         x = x[fill]
         labels = None if labels is None else labels[fill]
     return x, labels
@@ -285,12 +286,19 @@ def _run_batch(
     result: CellResult,
     *,
     stacked: bool = False,
+    rows: int | None = None,
 ) -> None:
-    """One call: `batch` stacked (padded to `_row_bucket` rows) or its single input as is."""
+    """One call: `batch` stacked (padded to `rows`, by default `_row_bucket` rows, with
+    copies of its rows) or its single input as is.
+
+    An input re-run on its own (to attribute an error or a finding) is given `rows`, the
+    row count of the call it came from: its own rows repeated make a call of a shape that
+    is already compiled, instead of a new program per input."""
     options = batch[0].options
-    if stacked and len(batch) == 1 and _row_bucket(len(batch[0].x)) == len(batch[0].x):
+    alone = len(batch) == 1 and rows is None
+    if stacked and alone and _row_bucket(len(batch[0].x)) == len(batch[0].x):
         stacked = False  # stacking would change nothing: the input as is
-    x, labels = _stack(batch) if stacked else (batch[0].x, batch[0].labels)
+    x, labels = _stack(batch, rows) if stacked else (batch[0].x, batch[0].labels)
     invalid = batch[0].invalid
     cotangent = None
     if result.gradients and not invalid and impl.differentiable and x.size <= GRADIENT_MAX_ELEMENTS:
@@ -303,9 +311,9 @@ def _run_batch(
     except UnsupportedCall as exc:
         result.unsupported.append(f"{batch[0].case}: {exc}")
         return
-    if outcome.error is not None and stacked:
+    if outcome.error is not None and stacked and len(batch) > 1:
         for item in batch:  # attribute the error to the input(s) that cause it
-            _run_batch(adapter, impl, [item], device, mode, rng, result)
+            _run_batch(adapter, impl, [item], device, mode, rng, result, stacked=True, rows=len(x))
         return
     result.messages.update(outcome.warnings)
     if outcome.stderr.strip():
@@ -313,8 +321,10 @@ def _run_batch(
     error = None if outcome.error is None else f"{outcome.error.type}: {outcome.error.message}"
     if error:
         result.messages.add(error)
-    rows = _rows_of(batch) if stacked else [None]
-    for item, rows_slice in zip(batch, rows, strict=True):
+    slices = _rows_of(batch) if stacked else [None]
+    # the call had only this input's rows (repeated): a reproducer can make the same call
+    call_rows = len(x) if stacked and len(batch) == 1 and len(x) != len(batch[0].x) else None
+    for item, rows_slice in zip(batch, slices, strict=True):
         value, grad, ct = outcome.value, outcome.grad, cotangent
         if rows_slice is not None:
             value = None if value is None else value[rows_slice]
@@ -338,9 +348,10 @@ def _run_batch(
             "grad": grad,
             "cotangent": ct,
             "output_dtype": outcome.output_dtype,
+            "call_rows": call_rows,
         }
-        if rows_slice is not None and j.findings and not item.invalid:
-            _attribute(adapter, impl, item, device, mode, rng, result, j)
+        if len(batch) > 1 and j.findings and not item.invalid:
+            _attribute(adapter, impl, item, len(x), device, mode, rng, result, j)
         else:
             result.add(item, j, returned)
 
@@ -349,17 +360,19 @@ def _attribute(
     adapter: Adapter,
     impl: Implementation,
     item: Input,
+    rows: int,
     device: str,
     mode: str,
     rng: np.random.Generator,
     result: CellResult,
     batched: Judgement,
 ) -> None:
-    """Re-run an input that showed findings inside a batch on its own, so that a finding is
+    """Re-run an input that showed findings inside a batch of `rows` rows with only its own
+    rows (repeated to the same shape: the same compiled program), so that a finding is
     attributed to the input that causes it; a finding that only the batch shows means the
-    row's result depends on the rows batched with it."""
+    row's result depends on the other inputs' rows batched with it."""
     before = len(result.judgements)
-    _run_batch(adapter, impl, [item], device, mode, rng, result)
+    _run_batch(adapter, impl, [item], device, mode, rng, result, stacked=True, rows=rows)
     if len(result.judgements) == before:
         return
     alone = result.judgements[-1][1]

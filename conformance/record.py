@@ -201,5 +201,8 @@ def _worst_json(
         "value": _encode_optional(returned.get("value")),
         "grad": _encode_optional(returned.get("grad")),
         "output_dtype": returned.get("output_dtype"),
-        "snippet": snippet(adapter, impl, inp.x, inp.labels, inp.options, mode),
+        "call_rows": returned.get("call_rows"),
+        "snippet": snippet(
+            adapter, impl, inp.x, inp.labels, inp.options, mode, returned.get("call_rows")
+        ),
     }

@@ -72,17 +72,22 @@ def replay(path: Path, cell: str | None) -> int:
     labels = decode_array(worst["labels"]) if worst.get("labels") else None
     cotangent = decode_array(worst["cotangent"]) if worst.get("cotangent") else None
     options = _options(worst["options"])
+    rows = worst.get("call_rows")  # the call repeated the input's rows to this many
+    pad = (lambda a: a) if not rows else (lambda a: np.resize(a, (rows, *np.shape(a)[1:])))
     outcome = adapter.run(
         impl,
         Call(
-            x=x,
-            labels=labels,
+            x=pad(x),
+            labels=None if labels is None else pad(labels),
             options=options,
             device=record["device"],
             mode=record["mode"],
-            cotangent=cotangent,
+            cotangent=None if cotangent is None else pad(cotangent),
         ),
     )
+    if rows:  # judge the input's own rows
+        outcome.value = None if outcome.value is None else outcome.value[: len(x)]
+        outcome.grad = None if outcome.grad is None else outcome.grad[: len(x)]
     error = None if outcome.error is None else f"{outcome.error.type}: {outcome.error.message}"
     invalid = worst.get("verdict") == "error" and worst["case"] in record.get("reactions", {})
     j = judge(

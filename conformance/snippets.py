@@ -36,12 +36,21 @@ def snippet(
     labels: np.ndarray | None,
     options: dict[str, Any],
     mode: str,
+    rows: int | None = None,
 ) -> str:
     """A self-contained script reproducing one call of `impl` in `mode` on exact inputs:
-    the arrays as the framework receives them, the call, and `print` of the output."""
+    the arrays as the framework receives them, the call, and `print` of the output.
+    `rows`: the call repeated the input's rows along axis 0 to this many (the harness
+    batches row-wise inputs; see `harness._stack`)."""
     static, inputs = adapter.prepare(impl, Call(x, labels, options, mode=mode))
     arrays = {k: v for k, v in inputs.items() if v is not None and k != "cotangent"}
     literals = [array_literal(k, v) for k, v in arrays.items()]
+    if rows:
+        literals += [
+            f"{k} = np.resize({k}, ({rows}, *{k}.shape[1:]))  # the call: these rows, repeated"
+            for k in ("x", "labels")
+            if k in arrays
+        ]
     wrapper = adapter.snippet_wrapper(mode) if impl.snippet else None
     if wrapper is None:
         printable = {k: (k if isinstance(v, np.ndarray) else v) for k, v in options.items()}

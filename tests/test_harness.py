@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from harness_adapters import ExactAdapter, broken_adapters
@@ -108,19 +110,35 @@ def test_a_row_poisoned_by_its_batch_is_found_and_attributed() -> None:
     assert any(f["kind"] == "nan-where-defined" and f["case"] == "nan" for f in findings)
 
 
+def _exact_thorough_cell(cell: tuple[str, str, str]) -> tuple[tuple[str, str, str], list, int]:
+    """One thorough cell of the exact adapter (run in a worker process)."""
+    name, dtype, mode = cell
+    impl = next(i for i in EXACT.implementations() if i.name == name)
+    record = run_cell(EXACT, impl, dtype, "cpu", mode, PROFILES["thorough"], 1, known.load())
+    return cell, record["findings"], record["examples"]
+
+
 @pytest.mark.slow
 def test_no_false_alarm_over_a_hundred_thousand_examples() -> None:
     """The thorough profile (deterministic draws and targeted search) on the exact adapter:
-    every op, every dtype, eager and compiled; run by `nox -s sweep`."""
-    thorough = PROFILES["thorough"]
+    every op, every dtype, eager and compiled; run by `nox -s sweep`, one process per core."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    cells = [
+        (impl.name, dtype, mode)
+        for impl in EXACT.implementations()
+        for dtype in FLOAT_DTYPES
+        for mode in ("eager", "compiled")
+    ]
     examples = 0
-    for impl in EXACT.implementations():
-        for dtype in FLOAT_DTYPES:
-            for mode in ("eager", "compiled"):
-                record = run_cell(EXACT, impl, dtype, "cpu", mode, thorough, 1, known.load())
-                assert record["findings"] == [], (impl.name, dtype, mode, record["findings"])
-                examples += record["examples"]
-    print(f"{examples} examples, 0 false alarms")
+    false_alarms = {}
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for cell, findings, n in pool.map(_exact_thorough_cell, cells):
+            examples += n
+            if findings:
+                false_alarms[cell] = findings
+    print(f"{len(cells)} cells, {examples} examples, {len(false_alarms)} cells with false alarms")
+    assert false_alarms == {}
     assert examples >= 100_000
 
 
@@ -170,6 +188,32 @@ def test_inputs_equal_in_meaning_batch_together_and_invalid_ones_apart() -> None
     rows = [shape[0] for shape, _ in adapter.calls if len(shape) == 2]
     assert all(r & (r - 1) == 0 for r in rows if r), rows
     assert len(adapter.calls) < record["examples"] / 4, adapter.calls
+
+
+def test_re_runs_reuse_the_shape_of_their_batch() -> None:
+    """An input re-run to attribute a finding gets only its own rows, repeated to its batch's
+    row count: the same shapes as a cell without findings (no new compiled program), and
+    the worst input records the call's row count for its reproducer."""
+    from conformance.results import decode_array
+
+    broken, op, _, _ = BROKEN["nan-poisons-batch"]
+    shapes: dict[str, list[tuple[int, ...]]] = {"exact": [], "broken": []}
+
+    def counting(adapter, key):
+        class Counting(type(adapter)):
+            def run(self, impl, call):
+                shapes[key].append(call.x.shape)
+                return super().run(impl, call)
+
+        return Counting()
+
+    _cell(counting(EXACT, "exact"), op, "float32", "compiled")
+    record = _cell(counting(broken, "broken"), op, "float32", "compiled")
+    assert len(shapes["broken"]) > len(shapes["exact"])  # findings were re-run
+    assert set(shapes["broken"]) == set(shapes["exact"])
+    worst = record["worst"]
+    assert worst["call_rows"] and worst["call_rows"] > decode_array(worst["x"]).shape[0]
+    assert f"np.resize(x, ({worst['call_rows']}, *x.shape[1:]))" in worst["snippet"]
 
 
 def test_the_quick_profile_judges_each_gradient_and_misuse_once() -> None:

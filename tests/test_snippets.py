@@ -123,6 +123,23 @@ def test_snippet_without_template_is_a_comment() -> None:
     assert "np.frombuffer" in text and text.rstrip().splitlines()[-1].startswith("#")
 
 
+def test_a_call_of_repeated_rows_is_rebuilt_by_the_snippet() -> None:
+    """The harness may call an input with its rows repeated (harness._stack); the
+    reproducer rebuilds exactly that call."""
+    from fake_adapters import FakeAdapter
+
+    from conformance.harness import Input, _stack
+
+    adapter = FakeAdapter()
+    impl = adapter.implementations()[0]
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    text = snippet(adapter, impl, x, None, {"axis": -1}, "eager", rows=8)
+    namespace: dict[str, Any] = {}
+    exec(compile(text, "<snippet>", "exec"), namespace)
+    want, _ = _stack([Input("a", x, None, {})], 8)
+    assert namespace["x"].shape == (8, 2) and np.array_equal(namespace["x"], want)
+
+
 @dataclasses.dataclass
 class Run:
     """One adapter's subprocess: its cases, their snippets, what they printed, the outcomes."""
