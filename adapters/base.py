@@ -266,6 +266,10 @@ class Adapter(abc.ABC):
     """Where a profile that judges each gradient once judges it: the mode in which the
     framework's users take gradients, and the cheapest that runs the framework's own
     backward pass."""
+    cost: float = 1.0
+    """Seconds of a warm quick run of this adapter on the 2-core reference machine
+    (`benchmarks/quick_run.py`); the runner starts the costliest adapters first. Only a
+    schedule: a wrong value costs wall time, never a result."""
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple[Any, ...], Runner] = OrderedDict()

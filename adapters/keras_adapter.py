@@ -400,6 +400,7 @@ class KerasTensorFlowAdapter(KerasMixin, TensorFlowEngine):
     """Keras 3 on TensorFlow: eager, tf.function, tf.function(jit_compile=True)."""
 
     name = "keras-tensorflow"
+    cost = 87
     backend = "tensorflow"
 
 
@@ -407,6 +408,7 @@ class KerasJaxAdapter(KerasMixin, JaxEngine):
     """Keras 3 on JAX (JAX's default x64 off: float64 becomes float32): eager, jax.jit."""
 
     name = "keras-jax"
+    cost = 51
     backend = "jax"
 
 
@@ -414,4 +416,5 @@ class KerasTorchAdapter(KerasMixin, TorchEngine):
     """Keras 3 on PyTorch: eager; torch.compile when opted in (CONFORMANCE_TORCH_COMPILE=1)."""
 
     name = "keras-torch"
+    cost = 20
     backend = "torch"

@@ -35,6 +35,7 @@ class ScipyAdapter(Adapter):
     """scipy.special on numpy arrays, CPU only, eager only, no gradients."""
 
     name = "scipy"
+    cost = 1
     framework = "scipy"
     modules = ("scipy",)
 

@@ -89,7 +89,10 @@ def _split(B: P.Backend, v) -> tuple[np.ndarray, np.ndarray | None]:
 def tiered(
     kernel: Kernel, R: Rows, n_out: int, fmt: FloatFormat, zero_test: ZeroTest | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Evaluate `kernel` on every row, escalating rows whose bound misses the tolerance.
+    """Evaluate `kernel` on every row, escalating rows whose bound misses the tolerance;
+    an escalated row keeps the elements an earlier tier settled (each element's bound is
+    its own guarantee), so a wide-range row that longdouble settles but for a few tied
+    maxima does not lose its underflowing elements to double-double's narrower range.
 
     Returns (hi, lo, bound): hi is the float64 result, hi + lo the working-precision
     value and `bound` an absolute error bound of hi + lo (2**-100 |hi| after Ziv)."""
@@ -98,7 +101,7 @@ def tiered(
         return np.zeros((n, n_out)), np.zeros((n, n_out)), np.zeros((n, n_out))
     prec, emin = fmt.precision, fmt.min_exponent
     tiers = P.float_tiers(prec < 53)
-    hi = lo = bound = None
+    hi = lo = bound = done = None
     pending = np.arange(n)
     for B in tiers:
         if not pending.size:
@@ -107,18 +110,21 @@ def tiered(
         with np.errstate(all="ignore"):
             v, b = kernel(B, sub)
             vh, vl = _split(B, v)
-        if hi is None:  # the first tier sees every row: its arrays become the result
-            hi, lo, bound = vh, vl, b
-        else:
-            if lo is None:
-                lo = np.zeros((n, n_out))
-            hi[pending], bound[pending] = vh, b
-            lo[pending] = 0.0 if vl is None else vl
         ok = P.accepted(vh, b, prec, emin)
         if B.kind == "float" and np.isinf(vh).any():  # overflow: inf when even |v| - bound rounds
             with np.errstate(all="ignore"):  # up (4 b: bounds use clipped magnitudes)
                 ok |= np.isinf(vh) & (np.abs(v) - 4 * b.astype(B.dtype) >= _OVERFLOW)
-        pending = pending[~ok.all(axis=1)]
+        if hi is None:  # the first tier sees every row: its arrays become the result
+            hi, lo, bound, done = vh, vl, b, ok
+        else:  # a later tier replaces only the elements no earlier tier settled
+            if lo is None:
+                lo = np.zeros((n, n_out))
+            kept = done[pending]
+            hi[pending] = np.where(kept, hi[pending], vh)
+            bound[pending] = np.where(kept, bound[pending], b)
+            lo[pending] = np.where(kept, lo[pending], 0.0 if vl is None else vl)
+            done[pending] = kept | ok
+        pending = pending[~done[pending].all(axis=1)]
     if hi is None:
         hi, bound = np.full((n, n_out), np.nan), np.full((n, n_out), np.inf)
     if lo is None:

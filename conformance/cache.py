@@ -1,12 +1,15 @@
-"""The on-disk cache: Hypothesis draws shared by every worker, and the compilers' caches.
+"""The on-disk cache: Hypothesis draws and reference answers shared by every worker, and
+the compilers' caches.
 
 Nothing here is needed for correctness. Draws are a pure function of (seed, op, dtype,
 options, profile, the strategies' code, the Hypothesis and numpy versions), so the first
 worker that draws a family stores it and the others read it back; compilers (XLA under
-JAX and TensorFlow) keep their executables. Files are `.npz` read with
-`allow_pickle=False` plus JSON, written to a temporary name and renamed (atomic, so
-parallel workers never read half a file). `CONFORMANCE_CACHE_DIR` moves the cache;
-`CONFORMANCE_CACHE_DIR=off` disables it.
+JAX) keep their executables. Draw files are `.npz` read with `allow_pickle=False` plus
+JSON, written to a temporary name and renamed (atomic, so parallel workers never read half
+a file). Reference answers are a pure function of the input bytes, the options and the
+reference's own code: `AnswerStore` keeps them in one SQLite file per version of that code
+(raw array bytes with dtype and shape; loading executes nothing). `CONFORMANCE_CACHE_DIR`
+moves the cache; `CONFORMANCE_CACHE_DIR=off` disables it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import io
 import json
 import os
 import platform
+import sqlite3
 import tempfile
 import zipfile
 from importlib import metadata
@@ -147,3 +151,105 @@ def store_examples(key: str, examples: tuple[Example, ...]) -> None:
         os.replace(tmp, folder / f"{key}.npz")
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------- reference answers
+_REFERENCE_CODE = (
+    "_dd.py",
+    "_precision.py",
+    "_reference_binary.py",
+    "_reference_core.py",
+    "_reference_kernels.py",
+    "_reference_losses.py",
+    "budget.py",
+    "dtypes.py",
+    "errors.py",
+    "judge.py",
+    "ops.py",
+    "reference.py",
+)
+"""The modules whose code decides a reference answer and its error budget."""
+
+
+def reference_digest() -> str:
+    """A digest of what decides a stored answer: the reference's code, the numpy, mpmath
+    and ml_dtypes versions, and this machine's long double (the reference's tier 2)."""
+    folder = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in _REFERENCE_CODE:
+        h.update(name.encode() + (folder / name).read_bytes())
+    for dist in ("numpy", "mpmath", "ml_dtypes"):
+        h.update(f"{dist}={metadata.version(dist)}".encode())
+    h.update(repr(np.finfo(np.longdouble)).encode())
+    return h.hexdigest()[:16]
+
+
+class AnswerStore:
+    """Arrays by key in one SQLite file, shared by parallel workers (write-ahead log) and
+    kept for later runs. A value is a JSON header (dtype and shape of each array) and the
+    arrays' raw bytes; any database error turns the store off for the process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")  # a cache: a lost write is recomputed
+        self._db.execute("CREATE TABLE IF NOT EXISTS answer (key BLOB PRIMARY KEY, data BLOB)")
+
+    def get(self, key: bytes) -> list[np.ndarray] | None:
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute("SELECT data FROM answer WHERE key = ?", (key,)).fetchone()
+            return None if row is None else _unpack(row[0])
+        except (sqlite3.Error, ValueError, TypeError, KeyError):
+            self._db = None
+            return None
+
+    def put(self, key: bytes, arrays: list[np.ndarray]) -> None:
+        if self._db is None:
+            return
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO answer (key, data) VALUES (?, ?)", (key, _pack(arrays))
+            )
+        except sqlite3.Error:
+            self._db = None
+
+
+def _pack(arrays: list[np.ndarray]) -> bytes:
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    header = json.dumps([[a.dtype.str, list(a.shape)] for a in arrays]).encode()
+    return len(header).to_bytes(4, "little") + header + b"".join(a.tobytes() for a in arrays)
+
+
+def _unpack(data: bytes) -> list[np.ndarray]:
+    size = int.from_bytes(data[:4], "little")
+    out, offset = [], 4 + size
+    for dtype, shape in json.loads(data[4 : 4 + size]):
+        dt = np.dtype(dtype)
+        if dt.hasobject:
+            raise ValueError("object arrays are never stored")
+        count = int(np.prod(shape))
+        out.append(np.frombuffer(data, dt, count, offset).reshape(shape))  # read-only
+        offset += count * dt.itemsize
+    return out
+
+
+_ANSWERS: list[AnswerStore | None] = []
+
+
+def answer_store() -> AnswerStore | None:
+    """This process' store of reference answers (opened once), or None when off."""
+    if not _ANSWERS:
+        folder = cache_dir("reference")
+        store = None
+        if folder is not None:
+            try:
+                store = AnswerStore(folder / f"answers-{reference_digest()}.sqlite")
+            except (sqlite3.Error, OSError):
+                store = None
+        _ANSWERS.append(store)
+    return _ANSWERS[0]

@@ -269,9 +269,15 @@ def run_inputs(
             groups.setdefault(key, []).append(item)
     limit = GRADIENT_MAX_ELEMENTS if result.gradients and impl.differentiable else None
     batches = [chunk for group in groups.values() for chunk in _chunks(group, limit)]
+    # Stacks that differ only in validity are the same program: give them one row count.
+    rows: dict[Any, int] = {}
+    for batch in batches:
+        program = _batch_key(impl, batch[0])[:-1]  # type: ignore[index]
+        rows[program] = max(rows.get(program, 0), _row_bucket(sum(len(i.x) for i in batch)))
     rng = np.random.default_rng(seed)
     for batch in batches:
-        _run_batch(adapter, impl, batch, device, mode, rng, result, stacked=True)
+        count = rows[_batch_key(impl, batch[0])[:-1]]  # type: ignore[index]
+        _run_batch(adapter, impl, batch, device, mode, rng, result, stacked=True, rows=count)
     for batch in singles:
         _run_batch(adapter, impl, batch, device, mode, rng, result)
 

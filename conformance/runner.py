@@ -259,12 +259,20 @@ def run_adapter(
             return result
 
 
+def _cost(name: str) -> float:
+    """The adapter's expected run time (`Adapter.cost`); 0 for one that does not load."""
+    try:
+        return float(get_adapter(name).cost)
+    except AdapterLoadError:
+        return 0.0
+
+
 def run(options: RunOptions, out: Path, progress: Progress) -> list[AdapterOutcome]:
     """Run every adapter of `options`, `options.jobs` workers at a time, into `out`."""
     lock = threading.Lock()
     outcomes: list[AdapterOutcome] = []
     with ResultsWriter(out) as writer:
-        pending = list(options.adapters)
+        pending = sorted(options.adapters, key=_cost, reverse=True)  # longest first
         threads: list[threading.Thread] = []
         results: dict[str, AdapterOutcome] = {}
 

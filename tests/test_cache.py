@@ -57,3 +57,58 @@ def test_the_cache_can_be_switched_off(monkeypatch) -> None:
 def test_keys_depend_on_every_part() -> None:
     assert cache.draws_key("softmax", "float32", 0) != cache.draws_key("softmax", "float32", 1)
     assert cache.machine_tag() == cache.machine_tag()
+
+
+@pytest.fixture
+def answers(cache_root, monkeypatch):
+    monkeypatch.setattr(cache, "_ANSWERS", [])  # a fresh store in the temporary folder
+    return cache_root
+
+
+def test_reference_answers_come_back_bit_for_bit(answers, monkeypatch) -> None:
+    """A stored answer is the computed one, bit for bit, read-only, and computed once."""
+    from conformance import judge, reference
+    from conformance.ops import Op
+
+    monkeypatch.setattr(judge, "_MEMO", judge.OrderedDict())
+    x = np.array([[1000.0, 0.0, -1000.0], [np.inf, 0.0, -np.inf]], np.float32)
+    first = judge.expected(Op.LOG_SOFTMAX, x, None, {"axis": -1})
+    judge._MEMO.clear()
+    calls = []
+    monkeypatch.setattr(reference, "evaluate", lambda *a, **k: calls.append(a))
+    again = judge.expected(Op.LOG_SOFTMAX, x, None, {"axis": -1})
+    assert calls == []  # read back, not recomputed
+    for got, want in [
+        (again.exact.value, first.exact.value),
+        (again.exact.undefined, first.exact.undefined),
+        (again.bound, first.bound),
+    ]:
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes() and not got.flags.writeable
+    assert list(answers.glob("reference/answers-*.sqlite"))
+
+
+def test_a_damaged_answer_store_is_switched_off(answers) -> None:
+    folder = answers / "reference"
+    folder.mkdir()
+    (folder / f"answers-{cache.reference_digest()}.sqlite").write_bytes(b"not a database" * 99)
+    store = cache.answer_store()
+    assert store is None or store.get(b"key") is None  # no crash, a miss
+    if store is not None:
+        store.put(b"key", [np.zeros(2)])
+        assert store.get(b"key") is None
+
+
+def test_answers_are_keyed_by_the_reference_code(monkeypatch) -> None:
+    before = cache.reference_digest()
+    monkeypatch.setattr(cache, "_REFERENCE_CODE", (*cache._REFERENCE_CODE[:-1], "harness.py"))
+    assert cache.reference_digest() != before
+
+
+def test_stored_arrays_never_hold_objects() -> None:
+    packed = cache._pack([np.zeros(3), np.array([[1, 2]], np.uint8)])
+    back = cache._unpack(packed)
+    assert [a.dtype.str for a in back] == ["<f8", "|u1"] and back[1].shape == (1, 2)
+    evil = packed.replace(b"<f8", b"|O8")
+    with pytest.raises((ValueError, TypeError)):
+        cache._unpack(evil)
