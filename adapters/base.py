@@ -13,6 +13,7 @@ import abc
 import contextlib
 import dataclasses
 import enum
+import re
 import sys
 import time
 from collections import OrderedDict
@@ -54,6 +55,10 @@ NativeFn = Callable[..., Any]
 """fn(x, labels, **options) -> native array; it receives exactly the options it declares."""
 Runner = Callable[[Any, Any, dict[str, Any], Any], tuple[Any, Any]]
 """runner(x, labels, array_options, cotangent_or_None) -> (value, grad_or_None), native."""
+
+
+_ABSL_PREFIX = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ (?=[\w.-]+:\d+\])", re.MULTILINE)
+"""The time stamp and thread id of an absl (TensorFlow, XLA) log line."""
 
 
 class Axes(enum.StrEnum):
@@ -266,6 +271,9 @@ class Adapter(abc.ABC):
     """Where a profile that judges each gradient once judges it: the mode in which the
     framework's users take gradients, and the cheapest that runs the framework's own
     backward pass."""
+    own_log_lines: tuple[str, ...] = ()
+    """Substrings of native log lines that the suite's own setup causes (a cache loader's
+    complaint), not the call: such lines are dropped from `Outcome.stderr`."""
     cost: float = 1.0
     """Seconds of a warm quick run of this adapter on the 2-core reference machine
     (`benchmarks/quick_run.py`); the runner starts the costliest adapters first. Only a
@@ -432,12 +440,22 @@ class Adapter(abc.ABC):
         with capture() as cap:
             out.value, out.grad, out.error = self._execute(impl, call, kwargs, inputs, key)
         out.seconds = time.perf_counter() - started
-        out.warnings, out.stderr = cap.warnings, cap.stderr
+        out.warnings, out.stderr = cap.warnings, self._call_log(cap.stderr)
         if out.value is not None:
             out.output_dtype = dtype_name(out.value.dtype)
         if out.grad is not None:
             out.grad_dtype = dtype_name(out.grad.dtype)
         return out
+
+    def _call_log(self, stderr: str) -> str:
+        """`stderr` without the lines of `own_log_lines`, and absl log lines without their
+        time stamp and thread id ("W0000 00:00:1795347978.533411    3517 op_kernel.cc:1858]"
+        -> "W op_kernel.cc:1858]"), so the same message from two calls is one message."""
+        if not stderr:
+            return stderr
+        lines = stderr.splitlines(keepends=True)
+        kept = [ln for ln in lines if not any(s in ln for s in self.own_log_lines)]
+        return _ABSL_PREFIX.sub(r"\1 ", "".join(kept))
 
     def prepare(
         self, impl: Implementation, call: Call, notes: list[str] | None = None

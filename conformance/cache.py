@@ -4,7 +4,7 @@ the compilers' caches.
 Nothing here is needed for correctness. Draws are a pure function of (seed, op, dtype,
 options, profile, the strategies' code, the Hypothesis and numpy versions), so the first
 worker that draws a family stores it and the others read it back; compilers (XLA under
-JAX) keep their executables. Draw files are `.npz` read with `allow_pickle=False` plus
+JAX and TensorFlow) keep their executables. Draw files are `.npz` read with `allow_pickle=False` plus
 JSON, written to a temporary name and renamed (atomic, so parallel workers never read half
 a file). Reference answers are a pure function of the input bytes, the options and the
 reference's own code: `AnswerStore` keeps them in one SQLite file per version of that code

@@ -79,6 +79,22 @@ def test_warnings_and_stderr_are_captured(
     assert "after" in capfd.readouterr().err
 
 
+def test_log_lines_of_the_suites_own_setup_are_dropped_and_stamps_removed(
+    fake: FakeAdapter,
+) -> None:
+    """A cache loader's complaint is not the call's message; absl's time stamp and thread id
+    would make one message from two calls two messages."""
+    fake.own_log_lines = ("a log line on fd 2",)
+    out = fake.run(fake.implementation("fake.stderr"), Call(X))
+    assert "a log line on fd 2" not in out.stderr
+    assert "python: a line on sys.stderr" in out.stderr
+    stamped = (
+        "W0000 00:00:1795347978.533411    3517 op_kernel.cc:1858] OP_REQUIRES failed\n"
+        "\t [[{{node X}}]]\n"
+    )
+    assert fake._call_log(stamped) == "W op_kernel.cc:1858] OP_REQUIRES failed\n\t [[{{node X}}]]\n"
+
+
 def test_capture_nests_and_restores() -> None:
     with capture() as outer:
         os.write(2, b"outer\n")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from adapters.base import module_installed
+from adapters.tensorflow_adapter import XLA_CACHE_NOISE, xla_cache_env
 from conformance import cache
 from conformance.dtypes import as_dtype
 from conformance.strategies import Example
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -112,3 +122,46 @@ def test_stored_arrays_never_hold_objects() -> None:
     evil = packed.replace(b"<f8", b"|O8")
     with pytest.raises((ValueError, TypeError)):
         cache._unpack(evil)
+
+
+_XLA_CALL = """
+import json, sys
+from adapters.registry import get_adapter
+from adapters.base import Call
+import numpy as np
+adapter = get_adapter("tensorflow")
+impl = adapter.implementation("tf.nn.softmax")
+x = np.array([[1000.0, 0.0, -1000.0], [0.5, 0.25, 0.125]], np.float32)
+out = adapter.run(impl, Call(x, None, {"axis": -1}, mode="compiled-xla"))
+print(json.dumps({"value": out.value.tobytes().hex(), "stderr": out.stderr}))
+"""
+
+
+@pytest.mark.skipif(not module_installed("tensorflow"), reason="tensorflow not installed")
+def test_tensorflow_xla_executables_come_back_from_the_cache(tmp_path) -> None:
+    """The second process loads the compiled cluster (a file in the cache), computes the same
+    bits, and the loader's complaints about its own cache are not the call's messages."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_XLA_FLAGS"}
+    env["CONFORMANCE_CACHE_DIR"] = str(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", _XLA_CALL], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert list(tmp_path.glob("tf-xla-*/*"))  # written by the first run
+    assert runs[0]["value"] == runs[1]["value"]
+    for noise in XLA_CACHE_NOISE:
+        assert noise not in runs[1]["stderr"]
+
+
+def test_the_tensorflow_cache_is_kept_apart_per_flags_and_left_to_a_user(monkeypatch) -> None:
+    monkeypatch.delenv("TF_XLA_FLAGS", raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    one = xla_cache_env("2.21.0")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+    assert xla_cache_env("2.21.0") != one != xla_cache_env("2.20.0")
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=/mine")
+    assert xla_cache_env("2.21.0") == {}
