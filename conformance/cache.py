@@ -4,12 +4,12 @@ the compilers' caches.
 Nothing here is needed for correctness. Draws are a pure function of (seed, op, dtype,
 options, profile, the strategies' code, the Hypothesis and numpy versions), so the first
 worker that draws a family stores it and the others read it back; compilers (XLA under
-JAX and TensorFlow) keep their executables. Draw files are `.npz` read with `allow_pickle=False` plus
-JSON, written to a temporary name and renamed (atomic, so parallel workers never read half
-a file). Reference answers are a pure function of the input bytes, the options and the
-reference's own code: `AnswerStore` keeps them in one SQLite file per version of that code
-(raw array bytes with dtype and shape; loading executes nothing). `CONFORMANCE_CACHE_DIR`
-moves the cache; `CONFORMANCE_CACHE_DIR=off` disables it.
+JAX and TensorFlow) keep their executables. Draw files are `.npz` read with
+`allow_pickle=False` plus JSON, written to a temporary name and renamed (atomic, so
+parallel workers never read half a file). Reference answers are a pure function of the
+input bytes, the options and the reference's own code: `AnswerStore` keeps them in one
+SQLite file per version of that code (raw array bytes with dtype and shape; loading
+executes nothing). `CONFORMANCE_CACHE_DIR` moves the cache; `=off` disables it.
 """
 
 from __future__ import annotations
