@@ -241,7 +241,7 @@ class JaxAdapter(JaxEngine):
     """jax.nn and optax with jax_enable_x64 on."""
 
     name = "jax"
-    cost = 45
+    cost = 35
     x64: bool | None = True
 
     def snippet_prelude(self) -> list[str]:
@@ -359,6 +359,6 @@ class JaxX32Adapter(JaxAdapter):
     """The same APIs with JAX's default jax_enable_x64=False (float64 computed as float32)."""
 
     name = "jax-x32"
-    cost = 16
+    cost = 9
     x64 = False
     only_dtypes = ("float64",)  # the finding: float64 input computed in float32

@@ -400,7 +400,7 @@ class KerasTensorFlowAdapter(KerasMixin, TensorFlowEngine):
     """Keras 3 on TensorFlow: eager, tf.function, tf.function(jit_compile=True)."""
 
     name = "keras-tensorflow"
-    cost = 87
+    cost = 36
     backend = "tensorflow"
 
 
@@ -408,7 +408,7 @@ class KerasJaxAdapter(KerasMixin, JaxEngine):
     """Keras 3 on JAX (JAX's default x64 off: float64 becomes float32): eager, jax.jit."""
 
     name = "keras-jax"
-    cost = 51
+    cost = 33
     backend = "jax"
 
 
@@ -416,5 +416,5 @@ class KerasTorchAdapter(KerasMixin, TorchEngine):
     """Keras 3 on PyTorch: eager; torch.compile when opted in (CONFORMANCE_TORCH_COMPILE=1)."""
 
     name = "keras-torch"
-    cost = 20
+    cost = 6
     backend = "torch"

@@ -235,7 +235,7 @@ class TensorFlowAdapter(TensorFlowEngine):
     """tf.nn on CPU (GPU when a CUDA build sees one); eager, tf.function, tf.function+XLA."""
 
     name = "tensorflow"
-    cost = 42
+    cost = 15
 
     def _implementations(self) -> list[Implementation]:
         nn = _DOCS + "tf/nn/"
@@ -312,6 +312,6 @@ class TensorFlowOneDnnOffAdapter(TensorFlowAdapter):
     """The same APIs with oneDNN's custom CPU kernels off (TF_ENABLE_ONEDNN_OPTS=0)."""
 
     name = "tensorflow-onednn-off"
-    cost = 22
+    cost = 6.5
     onednn = False
     only_dtypes = ("float32", "bfloat16")  # the dtypes oneDNN's CPU kernels serve

@@ -250,7 +250,7 @@ class TorchAdapter(TorchEngine):
     """PyTorch functional API on CPU (and CUDA when present)."""
 
     name = "torch"
-    cost = 10
+    cost = 4
     framework = "torch"
 
     def _implementations(self) -> list[Implementation]:
