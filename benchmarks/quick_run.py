@@ -6,8 +6,8 @@ framework, and the share of time spent in the reference.
     python benchmarks/quick_run.py --results FILE  # only summarise an existing results file
 
 A cold run starts from an empty cache (`conformance.cache`: the Hypothesis draws, the
-reference answers, the executables of JAX and TensorFlow's XLA); a warm run is what a developer sees from the second run on, and what
-CI sees when it keeps the cache between runs.
+reference answers, the executables of JAX and TensorFlow's XLA); a warm run is what a
+developer sees from the second run on, and what CI sees when it keeps the cache.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from conformance.judge import (
     Judgement,
     Verdict,
     expected,
+    input_key,
     judge,
     worst,
 )
@@ -221,11 +222,23 @@ def _chunks(items: list[Input], max_elements: int | None) -> list[list[Input]]:
     return out
 
 
-def _output_shape(impl: Implementation, batch: list[Input], x: np.ndarray) -> tuple[int, ...]:
-    """The output shape of a call on `x` (a stack of `batch`, or its single input)."""
-    item = batch[0]
-    shape = expected(impl.op, item.x, item.labels, item.options).exact.value.shape
-    return shape if x is item.x else (x.shape[0], *shape[1:])
+def _cotangent(
+    impl: Implementation, batch: list[Input], x: np.ndarray, seed: int, stacked: bool
+) -> np.ndarray:
+    """The cotangent of a call on `x`: per input, standard normal + 0.5 in x's dtype, drawn
+    from a generator seeded by the cell's seed and the input's own bytes, so that how the
+    inputs are batched, padded or re-run never changes an input's cotangent (nor its
+    gradient's judgement); a stack's rows are repeated as `_stack` repeats x's."""
+    parts = []
+    for item in batch:
+        shape = expected(impl.op, item.x, item.labels, item.options).exact.value.shape
+        tag = int.from_bytes(input_key(impl.op, [item.x, item.labels], item.options)[:8], "little")
+        rng = np.random.default_rng([seed, tag])
+        parts.append((rng.standard_normal(shape) + 0.5).astype(x.dtype))
+    if not stacked:
+        return parts[0]
+    ct = np.concatenate(parts, axis=0)
+    return ct[np.arange(len(x)) % len(ct)]
 
 
 def _stack(items: list[Input], rows: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -274,12 +287,11 @@ def run_inputs(
     for batch in batches:
         program = _batch_key(impl, batch[0])[:-1]  # type: ignore[index]
         rows[program] = max(rows.get(program, 0), _row_bucket(sum(len(i.x) for i in batch)))
-    rng = np.random.default_rng(seed)
     for batch in batches:
         count = rows[_batch_key(impl, batch[0])[:-1]]  # type: ignore[index]
-        _run_batch(adapter, impl, batch, device, mode, rng, result, stacked=True, rows=count)
+        _run_batch(adapter, impl, batch, device, mode, seed, result, stacked=True, rows=count)
     for batch in singles:
-        _run_batch(adapter, impl, batch, device, mode, rng, result)
+        _run_batch(adapter, impl, batch, device, mode, seed, result)
 
 
 def _run_batch(
@@ -288,7 +300,7 @@ def _run_batch(
     batch: list[Input],
     device: str,
     mode: str,
-    rng: np.random.Generator,
+    seed: int,
     result: CellResult,
     *,
     stacked: bool = False,
@@ -308,9 +320,7 @@ def _run_batch(
     invalid = batch[0].invalid
     cotangent = None
     if result.gradients and not invalid and impl.differentiable and x.size <= GRADIENT_MAX_ELEMENTS:
-        # a random cotangent of the output's shape, exactly representable in x's dtype
-        shape = _output_shape(impl, batch, x)
-        cotangent = (rng.standard_normal(shape) + 0.5).astype(x.dtype)
+        cotangent = _cotangent(impl, batch, x, seed, stacked)
     call = Call(x=x, labels=labels, options=options, device=device, mode=mode, cotangent=cotangent)
     try:
         outcome = adapter.run(impl, call)
@@ -319,7 +329,7 @@ def _run_batch(
         return
     if outcome.error is not None and stacked and len(batch) > 1:
         for item in batch:  # attribute the error to the input(s) that cause it
-            _run_batch(adapter, impl, [item], device, mode, rng, result, stacked=True, rows=len(x))
+            _run_batch(adapter, impl, [item], device, mode, seed, result, stacked=True, rows=len(x))
         return
     result.messages.update(outcome.warnings)
     if outcome.stderr.strip():
@@ -357,7 +367,7 @@ def _run_batch(
             "call_rows": call_rows,
         }
         if len(batch) > 1 and j.findings and not item.invalid:
-            _attribute(adapter, impl, item, len(x), device, mode, rng, result, j)
+            _attribute(adapter, impl, item, len(x), device, mode, seed, result, j)
         else:
             result.add(item, j, returned)
 
@@ -369,7 +379,7 @@ def _attribute(
     rows: int,
     device: str,
     mode: str,
-    rng: np.random.Generator,
+    seed: int,
     result: CellResult,
     batched: Judgement,
 ) -> None:
@@ -378,7 +388,7 @@ def _attribute(
     attributed to the input that causes it; a finding that only the batch shows means the
     row's result depends on the other inputs' rows batched with it."""
     before = len(result.judgements)
-    _run_batch(adapter, impl, [item], device, mode, rng, result, stacked=True, rows=rows)
+    _run_batch(adapter, impl, [item], device, mode, seed, result, stacked=True, rows=rows)
     if len(result.judgements) == before:
         return
     alone = result.judgements[-1][1]
@@ -432,7 +442,7 @@ def targeted_search(
             f"targeted-{counter[0]}", example.x, example.labels, options_for(impl, example.options)
         )
         before = len(result.judgements)
-        _run_batch(adapter, impl, [item], device, mode, np.random.default_rng(counter[0]), result)
+        _run_batch(adapter, impl, [item], device, mode, seed, result)
         if len(result.judgements) > before:
             ratio = result.judgements[-1][1].max_ratio
             target(min(ratio, 1e6) if np.isfinite(ratio) else 1e6, label="budget ratio")

@@ -217,7 +217,8 @@ MEMO_LIMIT_BYTES = 256 * 2**20
 and every implementation of an op judges the same inputs, so each is computed once."""
 
 
-def _digest(op: Op, arrays: list[Any], options: dict[str, Any]) -> bytes:
+def input_key(op: Op, arrays: list[Any], options: dict[str, Any]) -> bytes:
+    """A digest of an input (arrays by dtype, shape and bytes; options by value)."""
     h = hashlib.blake2b(op.value.encode(), digest_size=20)
     for a in [*arrays, *(options[k] for k in sorted(options))]:
         if isinstance(a, np.ndarray):
@@ -237,7 +238,7 @@ def expected(
     cotangent: np.ndarray | None = None,
 ) -> Expected:
     """The reference's value (or, given `cotangent`, its VJP) and budget, memoized."""
-    key = _digest(op, [x, labels, cotangent], options)
+    key = input_key(op, [x, labels, cotangent], options)
     hit = _MEMO.get(key)
     if hit is not None:
         _MEMO.move_to_end(key)

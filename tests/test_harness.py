@@ -218,6 +218,24 @@ def test_re_runs_reuse_the_shape_of_their_batch() -> None:
     assert f"np.resize(x, ({worst['call_rows']}, *x.shape[1:]))" in worst["snippet"]
 
 
+def test_an_inputs_cotangent_does_not_depend_on_its_batch() -> None:
+    """Gradients are judged with a cotangent drawn from the input's own bytes and the seed:
+    batched, padded or alone, an input gets the same one (a re-run that drew a new one could
+    make a gradient finding vanish and be called batch-dependent)."""
+    from conformance.harness import Input, _cotangent, _stack
+
+    impl = next(i for i in EXACT.implementations() if i.op is Op.SOFTMAX)
+    a = Input("a", np.arange(6, dtype=np.float32).reshape(2, 3), None, {})
+    b = Input("b", np.ones((3, 3), np.float32), None, {})
+    x, _ = _stack([a, b], 8)
+    both = _cotangent(impl, [a, b], x, 0, stacked=True)
+    alone = _cotangent(impl, [a], _stack([a], 8)[0], 0, stacked=True)
+    assert both.shape == x.shape and np.array_equal(both[:2], alone[:2])
+    assert np.array_equal(_cotangent(impl, [a], a.x, 0, stacked=False), both[:2])
+    assert not np.array_equal(_cotangent(impl, [a], a.x, 1, stacked=False), both[:2])
+    assert np.array_equal(both[5:8], both[0:3])  # padding repeats rows as x's do
+
+
 def test_the_quick_profile_judges_each_gradient_and_misuse_once() -> None:
     """Gradients in the adapter's gradient_mode only, misuse scenarios in float32 only."""
     adapter = _CountingAdapter()
