@@ -166,7 +166,8 @@ def _draw(
     def collect(example: strategies.Example) -> None:
         found.append(example)
 
-    collect()
+    with strategies.without_local_constants():
+        collect()
     drawn = tuple(found[: profile.drawn])
     cache.store_examples(key, drawn)
     return drawn
@@ -447,7 +448,8 @@ def targeted_search(
             ratio = result.judgements[-1][1].max_ratio
             target(min(ratio, 1e6) if np.isfinite(ratio) else 1e6, label="budget ratio")
 
-    climb()
+    with strategies.without_local_constants():
+        climb()
 
 
 def inputs_digest(items: list[Input]) -> str:

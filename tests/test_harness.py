@@ -236,6 +236,40 @@ def test_an_inputs_cotangent_does_not_depend_on_its_batch() -> None:
     assert np.array_equal(both[5:8], both[0:3])  # padding repeats rows as x's do
 
 
+def test_draws_do_not_depend_on_the_modules_a_process_loaded(tmp_path, monkeypatch) -> None:
+    """Hypothesis mixes literals of loaded local modules into its draws; an adapter's
+    module must not change the inputs another worker would draw for the same seed."""
+    import importlib
+    import sys
+
+    from conformance import harness
+
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", "off")
+    draw = harness._draw.__wrapped__  # past the in-memory cache
+    impl = next(i for i in EXACT.implementations() if i.op is Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
+    args = (impl.op, "float32", impl.options, False, QUICK, 0)
+    before = harness.inputs_digest(
+        [
+            harness.Input(str(i), e.x, e.labels, e.options, e.invalid)
+            for i, e in enumerate(draw(*args))
+        ]
+    )
+    literals = ", ".join(f"{v!r}" for v in (3.5, -2.75, 1e4, 65504.0, 7, 2, 1, 0.1, -1e30, 999))
+    (tmp_path / "odd_constants.py").write_text(f"VALUES = [{literals}]\nNAME = 'odd'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("odd_constants")
+    try:
+        after = harness.inputs_digest(
+            [
+                harness.Input(str(i), e.x, e.labels, e.options, e.invalid)
+                for i, e in enumerate(draw(*args))
+            ]
+        )
+    finally:
+        sys.modules.pop("odd_constants", None)
+    assert after == before
+
+
 def test_the_quick_profile_judges_each_gradient_and_misuse_once() -> None:
     """Gradients in the adapter's gradient_mode only, misuse scenarios in float32 only."""
     adapter = _CountingAdapter()
