@@ -8,6 +8,7 @@ right verdict.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -16,15 +17,30 @@ import numpy as np
 from adapters.base import Adapter, Axes, Implementation, Runner
 from conformance import reference
 from conformance.errors import round_to
+from conformance.judge import input_key
 from conformance.ops import CATALOG, LabelKind, Op, Option, Reduction
 
 ALL_REDUCTIONS = tuple(Reduction)
 MODES = ("eager", "compiled")
 
 
+_ANSWERS: OrderedDict[bytes, Any] = OrderedDict()
+"""The exact adapter's answers by input (eager and compiled cells see the same inputs)."""
+
+
+def _remembered(key: bytes, compute: Callable[[], Any]) -> Any:
+    if key not in _ANSWERS:
+        _ANSWERS[key] = compute()
+        while len(_ANSWERS) > 8192:
+            _ANSWERS.popitem(last=False)
+    _ANSWERS.move_to_end(key)
+    return _ANSWERS[key]
+
+
 def _exact(op: Op) -> Callable[..., np.ndarray]:
     def fn(x: np.ndarray, labels: np.ndarray | None, **options: Any) -> np.ndarray:
-        exact = reference.evaluate(op, x, labels, **options)
+        key = b"value" + input_key(op, [x, labels], options)
+        exact = _remembered(key, lambda: reference.evaluate(op, x, labels, **options))
         if (exact.undefined == reference.Undefined.INVALID_LABEL).any():
             raise ValueError("label out of range")
         return round_to(exact.value, x.dtype)
@@ -89,7 +105,8 @@ class ExactAdapter(Adapter):
         return impl.fn(x, labels, **options)
 
     def gradient(self, impl: Implementation, x, labels, options, ct) -> np.ndarray:
-        exact = reference.vjp(impl.op, x, labels, cotangent=ct, **options)
+        key = b"vjp" + input_key(impl.op, [x, labels, ct], options)
+        exact = _remembered(key, lambda: reference.vjp(impl.op, x, labels, cotangent=ct, **options))
         return round_to(exact.value, x.dtype)
 
 

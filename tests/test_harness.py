@@ -128,13 +128,14 @@ def _exact_thorough_cells(cell: tuple[str, str]) -> tuple[tuple[str, str], dict,
 def test_no_false_alarm_over_a_hundred_thousand_examples() -> None:
     """The thorough profile (deterministic draws and targeted search) on the exact adapter:
     every op, every dtype, eager and compiled; run by `nox -s sweep`, one process per core."""
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     cells = [(impl.name, dtype) for impl in EXACT.implementations() for dtype in FLOAT_DTYPES]
     examples = 0
     false_alarms = {}
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for cell, findings, n in pool.map(_exact_thorough_cells, cells):
+        done = as_completed(pool.submit(_exact_thorough_cells, cell) for cell in cells)
+        for cell, findings, n in (future.result() for future in done):
             examples += n
             print(f"{cell[0]} {cell[1]}: {n} examples, {len(findings)} with findings", flush=True)
             if findings:
