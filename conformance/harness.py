@@ -21,15 +21,13 @@ from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
 from adapters.base import Adapter, Axes, Call, Implementation, UnsupportedCall
-from conformance import cache, cases, known, strategies
+from conformance import batching, cache, cases, known, strategies
 from conformance.dtypes import as_dtype
 from conformance.judge import (
     REFERENCE_SECONDS,
     Finding,
     Judgement,
     Verdict,
-    expected,
-    input_key,
     judge,
     worst,
 )
@@ -173,96 +171,6 @@ def _draw(
     return drawn
 
 
-GRADIENT_MAX_ELEMENTS = 2**15
-"""Gradients are judged on inputs up to this size: the exact VJP of a 131k-class float64
-row can need mpmath (cancellation in g - <g, p>), and small rows exercise the same code."""
-
-
-def _batch_key(impl: Implementation, item: Input) -> tuple[Any, ...] | None:
-    """Inputs with equal keys can be stacked along axis 0 into one call (row-wise ops).
-
-    Options are compared by meaning (a default left out equals the default spelled out),
-    and invalid inputs only join other invalid inputs: a call that raises is re-run input
-    by input, and a valid row should not pay for an invalid neighbour."""
-    if item.x.ndim < 2 or item.x.shape[0] == 0:
-        return None
-    opts = item.options
-    if any(opts.get(k) is not None for k in ("where", "scale", "class_weights")):
-        return None
-    if Reduction(opts.get("reduction", Reduction.NONE)) is not Reduction.NONE:
-        return None
-    axis = opts.get("axis", -1)
-    if axis is not None and (isinstance(axis, tuple | list) or int(axis) % item.x.ndim == 0):
-        return None
-    labels_shape = None if item.labels is None else item.labels.shape[1:]
-    canonical = {k: v for k, v in opts.items() if v is not None and v != 0.0 and k not in ("axis",)}
-    if axis is not None:
-        canonical["axis"] = int(axis) % item.x.ndim
-    frozen = tuple(sorted((k, str(v)) for k, v in canonical.items()))
-    return (item.x.shape[1:], labels_shape, frozen, item.invalid)
-
-
-def _row_bucket(rows: int) -> int:
-    """Stacked calls are padded to a power of two rows, so that a compiled cell sees few
-    distinct shapes (each costs a compilation: ~0.1 s under XLA, per dtype and mode)."""
-    return 1 << max(rows - 1, 0).bit_length()
-
-
-def _chunks(items: list[Input], max_elements: int | None) -> list[list[Input]]:
-    """`items` split so that a stacked call stays within `max_elements` (gradients)."""
-    if max_elements is None:
-        return [items]
-    out: list[list[Input]] = [[]]
-    size = 0
-    for item in items:
-        if out[-1] and _row_bucket(size + item.x.size) > max_elements:
-            out.append([])
-            size = 0
-        out[-1].append(item)
-        size += item.x.size
-    return out
-
-
-def _cotangent(
-    impl: Implementation, batch: list[Input], x: np.ndarray, seed: int, stacked: bool
-) -> np.ndarray:
-    """The cotangent of a call on `x`: per input, standard normal + 0.5 in x's dtype, drawn
-    from a generator seeded by the cell's seed and the input's own bytes, so that how the
-    inputs are batched, padded or re-run never changes an input's cotangent (nor its
-    gradient's judgement); a stack's rows are repeated as `_stack` repeats x's."""
-    parts = []
-    for item in batch:
-        shape = expected(impl.op, item.x, item.labels, item.options).exact.value.shape
-        tag = int.from_bytes(input_key(impl.op, [item.x, item.labels], item.options)[:8], "little")
-        rng = np.random.default_rng([seed, tag])
-        parts.append((rng.standard_normal(shape) + 0.5).astype(x.dtype))
-    if not stacked:
-        return parts[0]
-    ct = np.concatenate(parts, axis=0)
-    return ct[np.arange(len(x)) % len(ct)]
-
-
-def _stack(items: list[Input], rows: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The inputs stacked along axis 0, padded to `rows` (by default `_row_bucket`) rows with
-    copies of their own rows, in turn (what `np.resize` does along axis 0)."""
-    x = np.concatenate([i.x for i in items], axis=0)
-    labels = None if items[0].labels is None else np.concatenate([i.labels for i in items], 0)
-    fill = np.arange(rows or _row_bucket(x.shape[0])) % x.shape[0]
-    if fill.size != x.shape[0]:
-        x = x[fill]
-        labels = None if labels is None else labels[fill]
-    return x, labels
-
-
-def _rows_of(items: list[Input]) -> list[slice]:
-    """The slice of a stacked output that belongs to each input (outputs keep axis 0)."""
-    bounds, start = [], 0
-    for item in items:
-        bounds.append(slice(start, start + item.x.shape[0]))
-        start += item.x.shape[0]
-    return bounds
-
-
 def run_inputs(
     adapter: Adapter,
     impl: Implementation,
@@ -276,20 +184,20 @@ def run_inputs(
     groups: dict[Any, list[Input]] = {}
     singles: list[list[Input]] = []
     for item in items:
-        key = _batch_key(impl, item)
+        key = batching.batch_key(impl, item)
         if key is None:
             singles.append([item])
         else:
             groups.setdefault(key, []).append(item)
-    limit = GRADIENT_MAX_ELEMENTS if result.gradients and impl.differentiable else None
-    batches = [chunk for group in groups.values() for chunk in _chunks(group, limit)]
+    limit = batching.GRADIENT_MAX_ELEMENTS if result.gradients and impl.differentiable else None
+    batches = [chunk for group in groups.values() for chunk in batching.chunks(group, limit)]
     # Stacks that differ only in validity are the same program: give them one row count.
     rows: dict[Any, int] = {}
     for batch in batches:
-        program = _batch_key(impl, batch[0])[:-1]  # type: ignore[index]
-        rows[program] = max(rows.get(program, 0), _row_bucket(sum(len(i.x) for i in batch)))
+        program = batching.batch_key(impl, batch[0])[:-1]  # type: ignore[index]
+        rows[program] = max(rows.get(program, 0), batching.row_bucket(sum(len(i.x) for i in batch)))
     for batch in batches:
-        count = rows[_batch_key(impl, batch[0])[:-1]]  # type: ignore[index]
+        count = rows[batching.batch_key(impl, batch[0])[:-1]]  # type: ignore[index]
         _run_batch(adapter, impl, batch, device, mode, seed, result, stacked=True, rows=count)
     for batch in singles:
         _run_batch(adapter, impl, batch, device, mode, seed, result)
@@ -307,7 +215,7 @@ def _run_batch(
     stacked: bool = False,
     rows: int | None = None,
 ) -> None:
-    """One call: `batch` stacked (padded to `rows`, by default `_row_bucket` rows, with
+    """One call: `batch` stacked (padded to `rows`, by default `row_bucket` rows, with
     copies of its rows) or its single input as is.
 
     An input re-run on its own (to attribute an error or a finding) is given `rows`, the
@@ -315,13 +223,18 @@ def _run_batch(
     is already compiled, instead of a new program per input."""
     options = batch[0].options
     alone = len(batch) == 1 and rows is None
-    if stacked and alone and _row_bucket(len(batch[0].x)) == len(batch[0].x):
+    if stacked and alone and batching.row_bucket(len(batch[0].x)) == len(batch[0].x):
         stacked = False  # stacking would change nothing: the input as is
-    x, labels = _stack(batch, rows) if stacked else (batch[0].x, batch[0].labels)
+    x, labels = batching.stack(batch, rows) if stacked else (batch[0].x, batch[0].labels)
     invalid = batch[0].invalid
     cotangent = None
-    if result.gradients and not invalid and impl.differentiable and x.size <= GRADIENT_MAX_ELEMENTS:
-        cotangent = _cotangent(impl, batch, x, seed, stacked)
+    if (
+        result.gradients
+        and not invalid
+        and impl.differentiable
+        and x.size <= batching.GRADIENT_MAX_ELEMENTS
+    ):
+        cotangent = batching.cotangent(impl, batch, x, seed, stacked)
     call = Call(x=x, labels=labels, options=options, device=device, mode=mode, cotangent=cotangent)
     try:
         outcome = adapter.run(impl, call)
@@ -338,7 +251,7 @@ def _run_batch(
     error = None if outcome.error is None else f"{outcome.error.type}: {outcome.error.message}"
     if error:
         result.messages.add(error)
-    slices = _rows_of(batch) if stacked else [None]
+    slices = batching.rows_of(batch) if stacked else [None]
     # the call had only this input's rows (repeated): a reproducer can make the same call
     call_rows = len(x) if stacked and len(batch) == 1 and len(x) != len(batch[0].x) else None
     for item, rows_slice in zip(batch, slices, strict=True):

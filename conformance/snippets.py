@@ -41,7 +41,7 @@ def snippet(
     """A self-contained script reproducing one call of `impl` in `mode` on exact inputs:
     the arrays as the framework receives them, the call, and `print` of the output.
     `rows`: the call repeated the input's rows along axis 0 to this many (the harness
-    batches row-wise inputs; see `harness._stack`)."""
+    batches row-wise inputs; see `batching.stack`)."""
     static, inputs = adapter.prepare(impl, Call(x, labels, options, mode=mode))
     arrays = {k: v for k, v in inputs.items() if v is not None and k != "cotangent"}
     literals = [array_literal(k, v) for k, v in arrays.items()]

@@ -174,15 +174,16 @@ def test_inputs_equal_in_meaning_batch_together_and_invalid_ones_apart() -> None
     """A compiled cell pays a compilation per distinct call: inputs whose options mean the
     same ({} and {"axis": -1}) share a call, invalid rows only join invalid rows (a call
     that raises is re-run input by input), and stacks are padded to power-of-two rows."""
-    from conformance.harness import Input, _batch_key, _stack
+    from conformance.batching import batch_key, stack
+    from conformance.record import Input
 
     impl = next(i for i in EXACT.implementations() if i.op is Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
     x, y = np.zeros((3, 4), np.float32), np.array([0, 1, 2])
     plain = Input("a", x, y, {})
     spelled = Input("b", x, y, {"axis": -1, "label_smoothing": 0.0})
     invalid = Input("c", x, np.array([0, 1, 7]), {}, invalid=True)
-    assert _batch_key(impl, plain) == _batch_key(impl, spelled) != _batch_key(impl, invalid)
-    stacked, labels = _stack([plain, spelled])
+    assert batch_key(impl, plain) == batch_key(impl, spelled) != batch_key(impl, invalid)
+    stacked, labels = stack([plain, spelled])
     assert stacked.shape == (8, 4) and labels is not None and labels.shape == (8,)
     adapter = _CountingAdapter()
     impl = next(i for i in adapter.implementations() if i.op is Op.SOFTMAX)
@@ -223,17 +224,18 @@ def test_an_inputs_cotangent_does_not_depend_on_its_batch() -> None:
     """Gradients are judged with a cotangent drawn from the input's own bytes and the seed:
     batched, padded or alone, an input gets the same one (a re-run that drew a new one could
     make a gradient finding vanish and be called batch-dependent)."""
-    from conformance.harness import Input, _cotangent, _stack
+    from conformance.batching import cotangent, stack
+    from conformance.record import Input
 
     impl = next(i for i in EXACT.implementations() if i.op is Op.SOFTMAX)
     a = Input("a", np.arange(6, dtype=np.float32).reshape(2, 3), None, {})
     b = Input("b", np.ones((3, 3), np.float32), None, {})
-    x, _ = _stack([a, b], 8)
-    both = _cotangent(impl, [a, b], x, 0, stacked=True)
-    alone = _cotangent(impl, [a], _stack([a], 8)[0], 0, stacked=True)
+    x, _ = stack([a, b], 8)
+    both = cotangent(impl, [a, b], x, 0, stacked=True)
+    alone = cotangent(impl, [a], stack([a], 8)[0], 0, stacked=True)
     assert both.shape == x.shape and np.array_equal(both[:2], alone[:2])
-    assert np.array_equal(_cotangent(impl, [a], a.x, 0, stacked=False), both[:2])
-    assert not np.array_equal(_cotangent(impl, [a], a.x, 1, stacked=False), both[:2])
+    assert np.array_equal(cotangent(impl, [a], a.x, 0, stacked=False), both[:2])
+    assert not np.array_equal(cotangent(impl, [a], a.x, 1, stacked=False), both[:2])
     assert np.array_equal(both[5:8], both[0:3])  # padding repeats rows as x's do
 
 

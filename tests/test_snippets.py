@@ -124,11 +124,12 @@ def test_snippet_without_template_is_a_comment() -> None:
 
 
 def test_a_call_of_repeated_rows_is_rebuilt_by_the_snippet() -> None:
-    """The harness may call an input with its rows repeated (harness._stack); the
+    """The harness may call an input with its rows repeated (batching.stack); the
     reproducer rebuilds exactly that call."""
     from fake_adapters import FakeAdapter
 
-    from conformance.harness import Input, _stack
+    from conformance.batching import stack
+    from conformance.record import Input
 
     adapter = FakeAdapter()
     impl = adapter.implementations()[0]
@@ -136,7 +137,7 @@ def test_a_call_of_repeated_rows_is_rebuilt_by_the_snippet() -> None:
     text = snippet(adapter, impl, x, None, {"axis": -1}, "eager", rows=8)
     namespace: dict[str, Any] = {}
     exec(compile(text, "<snippet>", "exec"), namespace)
-    want, _ = _stack([Input("a", x, None, {})], 8)
+    want, _ = stack([Input("a", x, None, {})], 8)
     assert namespace["x"].shape == (8, 2) and np.array_equal(namespace["x"], want)
 
 
