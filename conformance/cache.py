@@ -162,13 +162,14 @@ _REFERENCE_CODE = (
     "_reference_kernels.py",
     "_reference_losses.py",
     "budget.py",
+    "cache.py",  # how an answer is stored and read back
     "dtypes.py",
     "errors.py",
     "judge.py",
     "ops.py",
     "reference.py",
 )
-"""The modules whose code decides a reference answer and its error budget."""
+"""The modules whose code decides a reference answer, its error budget and its storage."""
 
 
 def reference_digest() -> str:
@@ -220,7 +221,7 @@ class AnswerStore:
 
 
 def _pack(arrays: list[np.ndarray]) -> bytes:
-    arrays = [np.ascontiguousarray(a) for a in arrays]
+    arrays = [np.asarray(a, order="C") for a in arrays]  # 0-d stays 0-d (not ascontiguousarray)
     header = json.dumps([[a.dtype.str, list(a.shape)] for a in arrays]).encode()
     return len(header).to_bytes(4, "little") + header + b"".join(a.tobytes() for a in arrays)
 
