@@ -208,6 +208,14 @@ def _sig(x):
     return 1 / (1 + iv.exp(-x))
 
 
+def _sig_minus(x, zs):
+    """sigmoid(x) - zs as ((1 - 2 zs) - zs E) / (2 + E), E = expm1(-x): for zs = 1/2 and
+    tiny x, 1 / (1 + exp(-x)) - 1/2 cancels every bit mpmath's exp keeps, and an interval
+    of it once rounded to the wrong side of a float64 tie (x = 0x1.586bd19992e56p-1022)."""
+    e = iv.expm1(-x)
+    return ((1 - 2 * zs) - zs * e) / (2 + e)
+
+
 def sigmoid_cross_entropy(x, z, eps=0.0) -> list[mpmath.mpf]:
     """Element-wise -(z' log sigmoid(x) + (1 - z') log sigmoid(-x))."""
 
@@ -320,7 +328,7 @@ def sigmoid_cross_entropy_vjp(x, z, g, eps=0.0) -> list[mpmath.mpf]:
 
     def f():
         return [
-            _I(gv) * (_sig(_I(xv)) - ((1 - _I(eps)) * _I(zv) + _I(eps) / 2))
+            _I(gv) * _sig_minus(_I(xv), (1 - _I(eps)) * _I(zv) + _I(eps) / 2)
             for xv, zv, gv in zip(x, z, g, strict=True)
         ]
 
