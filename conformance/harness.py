@@ -353,7 +353,11 @@ def targeted_search(
     def climb(example: strategies.Example) -> None:
         counter[0] += 1
         item = Input(
-            f"targeted-{counter[0]}", example.x, example.labels, options_for(impl, example.options)
+            f"targeted-{counter[0]}",
+            example.x,
+            example.labels,
+            options_for(impl, example.options),
+            example.invalid,
         )
         before = len(result.judgements)
         _run_batch(adapter, impl, [item], device, mode, seed, result)

@@ -253,6 +253,10 @@ def examples(
             options[Option.IGNORE_INDEX.value] = IGNORE_INDEX
         elif (labels == IGNORE_INDEX).any():
             labels = np.where(labels == IGNORE_INDEX, 0, labels)
+        # invalid means a label that is neither a class nor ignored (with no class at all,
+        # a row whose label is the ignore index is still valid: found by the 100k sweep)
+        ignored = (labels == IGNORE_INDEX) & (Option.IGNORE_INDEX in supported)
+        bad = bool(np.any(~ignored & ((labels < 0) | (labels >= shape[axis]))))
     elif spec.labels is LabelKind.DENSE:
         labels, bad = draw(dense_labels(shape, axis, dtype, invalid=invalid))
     elif spec.labels is LabelKind.BINARY:
