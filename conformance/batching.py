@@ -83,20 +83,22 @@ def cotangent(
         parts.append((rng.standard_normal(shape) + 0.5).astype(x.dtype))
     if not stacked:
         return parts[0]
-    ct = np.concatenate(parts, axis=0)
-    return ct[np.arange(len(x)) % len(ct)]
+    return repeat_rows(np.concatenate(parts, axis=0), len(x))
+
+
+def repeat_rows(a: np.ndarray, rows: int) -> np.ndarray:
+    """`a` with its rows (axis 0) repeated in turn to `rows` rows (`np.resize` along axis 0,
+    what a reproducer writes); `a` itself when it has that many."""
+    return a if len(a) == rows else a[np.arange(rows) % len(a)]
 
 
 def stack(items: list[Input], rows: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The inputs stacked along axis 0, padded to `rows` (by default `row_bucket`) rows with
-    copies of their own rows, in turn (what `np.resize` does along axis 0)."""
+    copies of their own rows (`repeat_rows`)."""
     x = np.concatenate([i.x for i in items], axis=0)
     labels = None if items[0].labels is None else np.concatenate([i.labels for i in items], 0)
-    fill = np.arange(rows or row_bucket(x.shape[0])) % x.shape[0]
-    if fill.size != x.shape[0]:
-        x = x[fill]
-        labels = None if labels is None else labels[fill]
-    return x, labels
+    count = rows or row_bucket(x.shape[0])
+    return repeat_rows(x, count), None if labels is None else repeat_rows(labels, count)
 
 
 def rows_of(items: list[Input]) -> list[slice]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.batching import repeat_rows
 from conformance.commands import UsageError
 from conformance.results import ResultsError, decode_array, read_records
 
@@ -73,7 +74,7 @@ def replay(path: Path, cell: str | None) -> int:
     cotangent = decode_array(worst["cotangent"]) if worst.get("cotangent") else None
     options = _options(worst["options"])
     rows = worst.get("call_rows")  # the call repeated the input's rows to this many
-    pad = (lambda a: a) if not rows else (lambda a: np.resize(a, (rows, *np.shape(a)[1:])))
+    pad = (lambda a: a) if not rows else (lambda a: repeat_rows(a, rows))
     outcome = adapter.run(
         impl,
         Call(
