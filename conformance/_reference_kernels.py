@@ -200,6 +200,7 @@ def coefficients(B: Backend, R: Rows) -> tuple[np.ndarray, np.ndarray | None]:
     w = R.c.get("w")
     part = R.get("part")
     c = B.arr(t)
+    eps = eps if K else 0.0  # no class (an empty axis): no term, nothing to smooth
     if eps:
         c = c * (B.const(1) - B.const(eps)) + B.const(eps) / B.const(K)
     if w is not None:

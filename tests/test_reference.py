@@ -180,6 +180,15 @@ def test_empty_class_axis() -> None:
     assert list(_ev("softmax_cross_entropy", np.zeros((2, 0)), np.zeros((2, 0))).value) == [0, 0]
     r = _ev("sparse_softmax_cross_entropy", np.zeros((1, 0)), np.array([0]))
     assert r.undefined[0] == U.INVALID_LABEL
+    for op in ("softmax_cross_entropy", "probability_cross_entropy"):
+        # no class, so nothing to smooth over: an empty sum (found by the 100k sweep,
+        # where the smoothing's eps / K divided by zero)
+        r = _ev(op, np.zeros((2, 0)), np.zeros((2, 0)), label_smoothing=0.1)
+        assert list(r.value) == [0, 0] and not r.undefined.any()
+        g = ref.vjp(
+            op, np.zeros((2, 0)), np.zeros((2, 0)), label_smoothing=0.1, cotangent=np.ones(2)
+        )
+        assert g.value.shape == (2, 0)
     r = _ev("softmax_cross_entropy", np.zeros((0, 3)), np.zeros((0, 3)), reduction="mean")
     assert r.undefined == U.NO_WEIGHT
     assert (
