@@ -3,15 +3,8 @@
 Importing this package, the registry or any adapter module imports no framework.
 """
 
-from adapters.base import (
-    Adapter,
-    Axes,
-    Call,
-    ErrorInfo,
-    Implementation,
-    Outcome,
-    UnsupportedCall,
-)
+from adapters.base import Adapter
+from adapters.interface import Axes, Call, ErrorInfo, Implementation, Outcome, UnsupportedCall
 from adapters.registry import adapter_names, all_adapters, get_adapter, load_path
 
 __all__ = [

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Axes, Implementation, Runner, module_installed
+from adapters.base import Adapter
+from adapters.common import module_installed
+from adapters.interface import Axes, Implementation, Runner
 from conformance.cache import cache_dir, machine_tag
 from conformance.ops import Op, Option
 

@@ -16,7 +16,9 @@ import os
 import sys
 from typing import Any
 
-from adapters.base import Adapter, Axes, Implementation, distribution_version
+from adapters.base import Adapter
+from adapters.common import distribution_version
+from adapters.interface import Axes, Implementation
 from adapters.jax_adapter import JaxEngine
 from adapters.tensorflow_adapter import TensorFlowEngine
 from adapters.torch_adapter import TorchEngine
@@ -80,7 +82,7 @@ class KerasMixin(Adapter):
 
     @staticmethod
     def _installed(mod: str) -> bool:
-        from adapters.base import module_installed
+        from adapters.common import module_installed
 
         return module_installed(mod)
 

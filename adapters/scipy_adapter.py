@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Axes, Implementation, Runner
+from adapters.base import Adapter
+from adapters.interface import Axes, Implementation, Runner
 from conformance.ops import Op, Option
 
 _DOCS = "https://docs.scipy.org/doc/scipy/reference/generated/"

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Axes, Implementation, Runner, distribution_version
+from adapters.base import Adapter
+from adapters.common import distribution_version
+from adapters.interface import Axes, Implementation, Runner
 from conformance.cache import cache_dir, machine_tag
 from conformance.ops import Op
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Axes, Implementation, Runner
+from adapters.base import Adapter
+from adapters.interface import Axes, Implementation, Runner
 from conformance.ops import Op, Option, Reduction
 
 COMPILE_ENV = "CONFORMANCE_TORCH_COMPILE"

@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from adapters.base import ARRAY_OPTIONS, Adapter, Call, Implementation, capture
+from adapters.base import Adapter
+from adapters.common import capture
+from adapters.interface import ARRAY_OPTIONS, Call, Implementation
 from adapters.registry import adapter_names, get_adapter
 from conformance.ops import Op
 

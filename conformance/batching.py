@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Implementation
+from adapters.interface import Implementation
 from conformance.judge import expected, input_key
 from conformance.ops import Reduction
 from conformance.record import Input

@@ -20,7 +20,8 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
-from adapters.base import Adapter, Axes, Call, Implementation, UnsupportedCall
+from adapters.base import Adapter
+from adapters.interface import Axes, Call, Implementation, UnsupportedCall
 from conformance import batching, cache, cases, known, strategies
 from conformance.dtypes import as_dtype
 from conformance.judge import (

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Call, Implementation, UnsupportedCall
+from adapters.base import Adapter
+from adapters.interface import Call, Implementation, UnsupportedCall
 from conformance import reference
 from conformance.ops import CATALOG, LabelKind, Op
 

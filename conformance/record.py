@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adapters.base import Adapter, Implementation
+from adapters.base import Adapter
+from adapters.interface import Implementation
 from conformance import known
 from conformance.judge import Finding, Judgement, Verdict, worst
 from conformance.ops import Reduction

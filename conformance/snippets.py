@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import ARRAY_OPTIONS, Adapter, Call, Implementation
+from adapters.base import Adapter
+from adapters.interface import ARRAY_OPTIONS, Call, Implementation
 
 
 def array_literal(name: str, a: np.ndarray) -> str:

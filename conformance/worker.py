@@ -16,7 +16,8 @@ import time
 import zlib
 from typing import Any, TextIO
 
-from adapters.base import Adapter, Implementation
+from adapters.base import Adapter
+from adapters.interface import Implementation
 from adapters.registry import get_adapter
 from conformance import known
 from conformance.harness import PROFILES, run_cell

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from adapter_smoke import cells, check_cell, check_options, make_call, run_and_check
 
-from adapters.base import Adapter, Call, UnsupportedCall
+from adapters.base import Adapter
+from adapters.interface import Call, UnsupportedCall
 from adapters.registry import get_adapter
 from conformance.dtypes import as_dtype
 

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.base import Adapter, Axes, Call, Implementation, Outcome
+from adapters.base import Adapter
+from adapters.interface import Axes, Call, Implementation, Outcome
 from conformance.dtypes import as_dtype
 from conformance.ops import LabelKind, Op, Option, Reduction, spec
 

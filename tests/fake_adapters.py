@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Axes, Implementation, Runner
+from adapters.base import Adapter
+from adapters.interface import Axes, Implementation, Runner
 from conformance.ops import Op, Option, Reduction
 
 

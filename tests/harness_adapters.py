@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from adapters.base import Adapter, Axes, Implementation, Runner
+from adapters.base import Adapter
+from adapters.interface import Axes, Implementation, Runner
 from conformance import reference
 from conformance.errors import round_to
 from conformance.judge import input_key

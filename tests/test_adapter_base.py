@@ -11,15 +11,8 @@ import numpy as np
 import pytest
 from fake_adapters import FakeAdapter
 
-from adapters.base import (
-    Axes,
-    Call,
-    ErrorInfo,
-    Implementation,
-    UnsupportedCall,
-    capture,
-    exact_cast,
-)
+from adapters.common import capture, exact_cast
+from adapters.interface import Axes, Call, ErrorInfo, Implementation, UnsupportedCall
 from conformance.ops import Op, Option, Reduction
 
 X = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.base import Call
+from adapters.interface import Call
 from adapters.registry import get_adapter
 from conformance import reference
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import module_installed
+from adapters.common import module_installed
 from adapters.registry import get_adapter
 
 WORKER_GROUPS = (

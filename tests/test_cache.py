@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.base import module_installed
+from adapters.common import module_installed
 from adapters.tensorflow_adapter import XLA_CACHE_NOISE, xla_cache_env
 from conformance import cache
 from conformance.dtypes import as_dtype
@@ -145,7 +145,7 @@ def test_stored_arrays_never_hold_objects() -> None:
 _XLA_CALL = """
 import json, sys
 from adapters.registry import get_adapter
-from adapters.base import Call
+from adapters.interface import Call
 import numpy as np
 adapter = get_adapter("tensorflow")
 impl = adapter.implementation("tf.nn.softmax")

@@ -27,7 +27,9 @@ import numpy as np
 import pytest
 from adapter_smoke import make_call
 
-from adapters.base import Adapter, Call, Implementation, module_installed
+from adapters.base import Adapter
+from adapters.common import module_installed
+from adapters.interface import Call, Implementation
 from adapters.registry import BUILTIN, get_adapter
 from conformance.ops import Option, Reduction
 from conformance.snippets import snippet
