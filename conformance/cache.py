@@ -10,6 +10,12 @@ parallel workers never read half a file). Reference answers are a pure function 
 input bytes, the options and the reference's own code: `AnswerStore` keeps them in one
 SQLite file per version of that code (raw array bytes with dtype and shape; loading
 executes nothing). `CONFORMANCE_CACHE_DIR` moves the cache; `=off` disables it.
+
+The cache is bounded (a thorough sweep draws inputs of 100,000 classes; unbounded, its
+draws and answers filled 44 GB): a draw file over `MAX_DRAW_FILE` or an answer over
+`MAX_ANSWER` is not kept, the draws folder keeps its most recently used files within
+`DRAWS_BUDGET`, an answer store stops growing at `ANSWERS_BUDGET`, and of the stores of
+other versions of the reference only the most recently used one is kept.
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ if TYPE_CHECKING:
     from conformance.strategies import Example
 
 _OFF = ("off", "0", "none", "")
+_MIB = 1 << 20
+MAX_DRAW_FILE = 64 * _MIB
+"""Draws of one family larger than this are drawn again rather than kept."""
+DRAWS_BUDGET = 2048 * _MIB
+"""The draws folder keeps its most recently used files within this size."""
+MAX_ANSWER = 1 * _MIB
+"""A larger reference answer is computed again when needed (cheap per byte) rather than kept."""
+ANSWERS_BUDGET = 2048 * _MIB
+"""An answer store takes no new answers beyond this size."""
 
 
 def cache_dir(kind: str) -> Path | None:
@@ -105,6 +120,7 @@ def load_examples(key: str) -> tuple[Example, ...] | None:
     path = folder / f"{key}.npz"
     try:
         with np.load(path, allow_pickle=False) as data:
+            os.utime(path)  # recently used: pruned last
             meta = json.loads(bytes(data["meta"]).decode())
             out = []
             for i, m in enumerate(meta):
@@ -142,6 +158,8 @@ def store_examples(key: str, examples: tuple[Example, ...]) -> None:
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     except TypeError:
         return  # an option that is not JSON: not cached
+    if sum(a.nbytes for a in arrays.values()) > MAX_DRAW_FILE:
+        return
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     try:
@@ -150,7 +168,28 @@ def store_examples(key: str, examples: tuple[Example, ...]) -> None:
             f.write(buffer.getvalue())
         os.replace(tmp, folder / f"{key}.npz")
     except OSError:
-        pass
+        return
+    prune(folder, DRAWS_BUDGET)
+
+
+def prune(folder: Path, budget: int, pattern: str = "*.npz") -> None:
+    """Remove the least recently used files matching `pattern` until the rest fit `budget`."""
+    entries = []
+    for path in folder.glob(pattern):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        entries.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= budget:
+            break
+        try:
+            path.unlink()
+            total -= size
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------- reference answers
@@ -190,7 +229,7 @@ class AnswerStore:
     kept for later runs. A value is a JSON header (dtype and shape of each array) and the
     arrays' raw bytes; any database error turns the store off for the process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, budget: int = ANSWERS_BUDGET) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = sqlite3.connect(
             path, timeout=30, isolation_level=None, check_same_thread=False
@@ -198,6 +237,8 @@ class AnswerStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")  # a cache: a lost write is recomputed
         self._db.execute("CREATE TABLE IF NOT EXISTS answer (key BLOB PRIMARY KEY, data BLOB)")
+        self._room = budget - path.stat().st_size
+        """Bytes this process may still add (parallel workers may each add up to it)."""
 
     def get(self, key: bytes) -> list[np.ndarray] | None:
         if self._db is None:
@@ -210,14 +251,14 @@ class AnswerStore:
             return None
 
     def put(self, key: bytes, arrays: list[np.ndarray]) -> None:
-        if self._db is None:
+        if self._db is None or sum(a.nbytes for a in arrays) > MAX_ANSWER or self._room <= 0:
             return
+        data = _pack(arrays)
         try:
-            self._db.execute(
-                "INSERT OR IGNORE INTO answer (key, data) VALUES (?, ?)", (key, _pack(arrays))
-            )
+            self._db.execute("INSERT OR IGNORE INTO answer (key, data) VALUES (?, ?)", (key, data))
         except sqlite3.Error:
             self._db = None
+        self._room -= len(key) + len(data)
 
 
 def _pack(arrays: list[np.ndarray]) -> bytes:
@@ -248,9 +289,32 @@ def answer_store() -> AnswerStore | None:
         folder = cache_dir("reference")
         store = None
         if folder is not None:
+            path = folder / f"answers-{reference_digest()}.sqlite"
+            _drop_old_stores(folder, keep=path)
             try:
-                store = AnswerStore(folder / f"answers-{reference_digest()}.sqlite")
+                store = AnswerStore(path)
             except (sqlite3.Error, OSError):
                 store = None
         _ANSWERS.append(store)
     return _ANSWERS[0]
+
+
+def _drop_old_stores(folder: Path, keep: Path) -> None:
+    """Stores of other versions of the reference are never read by this one: keep the most
+    recently used of them (switching between two checkouts) and remove the rest."""
+
+    def last_used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # removed meanwhile by another worker
+            return 0.0
+
+    others = sorted(
+        (p for p in folder.glob("answers-*.sqlite") if p != keep), key=last_used, reverse=True
+    )
+    for old in others[1:]:
+        for path in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass

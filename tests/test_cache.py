@@ -183,3 +183,42 @@ def test_the_tensorflow_cache_is_kept_apart_per_flags_and_left_to_a_user(monkeyp
     assert xla_cache_env("2.21.0") != one != xla_cache_env("2.20.0")
     monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=/mine")
     assert xla_cache_env("2.21.0") == {}
+
+
+def test_the_draws_folder_stays_within_its_budget(cache_root, monkeypatch) -> None:
+    """Oversized draws are not kept; the least recently used files go first."""
+    monkeypatch.setattr(cache, "MAX_DRAW_FILE", 3000)
+    monkeypatch.setattr(cache, "DRAWS_BUDGET", 5000)
+    cache.store_examples("huge", (Example(np.zeros((1, 1000), np.float32)),))
+    assert cache.load_examples("huge") is None
+    small = (Example(np.zeros((1, 256), np.float32)),)  # ~1.5 kB as a file
+    for key in ("a", "b", "c"):
+        cache.store_examples(key, small)
+        os.utime(cache_root / "draws" / f"{key}.npz", (1, {"a": 100, "b": 200, "c": 300}[key]))
+    assert cache.load_examples("a") is not None  # used now: the most recent
+    cache.store_examples("d", small)
+    kept = {p.stem for p in (cache_root / "draws").glob("*.npz")}
+    assert "b" not in kept and {"a", "d"} <= kept
+    assert sum(p.stat().st_size for p in (cache_root / "draws").glob("*.npz")) <= 5000
+
+
+def test_the_answer_store_stays_within_its_budget(answers, monkeypatch) -> None:
+    """Oversized answers are not kept, a full store takes no more, and of the stores of
+    other reference versions only the most recently used one is kept."""
+    folder = answers / "reference"
+    folder.mkdir()
+    for name, age in (("answers-old.sqlite", 100), ("answers-older.sqlite", 50)):
+        (folder / name).write_bytes(b"")
+        os.utime(folder / name, (age, age))
+    (folder / "answers-older.sqlite-wal").write_bytes(b"")
+    monkeypatch.setattr(cache, "MAX_ANSWER", 800)
+    store = cache.answer_store()
+    assert store is not None
+    assert {p.name for p in folder.iterdir() if "old" in p.name} == {"answers-old.sqlite"}
+    store.put(b"big", [np.zeros(101)])
+    assert store.get(b"big") is None
+    store.put(b"fits", [np.zeros(100)])
+    assert store.get(b"fits") is not None
+    full = cache.AnswerStore(folder / "full.sqlite", budget=0)
+    full.put(b"k", [np.zeros(2)])
+    assert full.get(b"k") is None
