@@ -162,24 +162,6 @@ def full(shape: tuple[int, ...], v) -> DD:
     return DD(np.full(shape, v.hi), np.full(shape, v.lo))
 
 
-def pairwise_sum(a: DD) -> DD:
-    """Sum over the last axis by halving (depth ceil(log2 n))."""
-    n = a.shape[-1]
-    if n == 0:
-        return DD(np.zeros(a.shape[:-1]))
-    if n == 1:
-        return a[..., 0].copy()
-    while n > 1:
-        h = n // 2
-        if n % 2:
-            s = a[..., : h + 1].copy()
-            s[..., :h] = s[..., :h] + a[..., h + 1 :]
-        else:
-            s = a[..., :h] + a[..., h:]
-        a, n = s, s.shape[-1]
-    return a[..., 0]
-
-
 # ---------------------------------------------------------------- elementary functions
 def _dd_consts(fn, ns) -> list[DD]:
     """DD constants fn(n) for n in ns, computed at 300 bits."""

@@ -131,7 +131,7 @@ class Backend:
 
     def sum(self, a):
         """Pairwise sum over the last axis: depth ceil(log2 n), error <= depth*u*sum|a|."""
-        return _dd.pairwise_sum(a) if self.kind == "dd" else pairwise_sum(a)
+        return pairwise_sum(a)
 
     def depth(self, n: int) -> int:
         """Rounding steps an element of an n-term pairwise sum goes through."""
@@ -169,10 +169,14 @@ def float_tiers(narrow: bool) -> list[Backend]:
     return tiers
 
 
-def pairwise_sum(a: np.ndarray) -> np.ndarray:
-    """Sum over the last axis by halving; every term meets at most ceil(log2 n) additions."""
+def pairwise_sum(a):
+    """Sum over the last axis by halving; every term meets at most ceil(log2 n) additions.
+
+    For every backend's arrays: float, object (mpmath intervals) and `_dd.DD`."""
     n = a.shape[-1]
     if n == 0:
+        if isinstance(a, _dd.DD):
+            return _dd.DD(np.zeros(a.shape[:-1]))
         out = np.zeros(a.shape[:-1], dtype=a.dtype)
         if a.dtype == object:
             out[...] = _IV.mpf(0)
@@ -183,7 +187,7 @@ def pairwise_sum(a: np.ndarray) -> np.ndarray:
         h = n // 2
         if n % 2:
             s = a[..., : h + 1].copy()
-            s[..., :h] += a[..., h + 1 :]
+            s[..., :h] = s[..., :h] + a[..., h + 1 :]
         else:
             s = a[..., :h] + a[..., h:]
         a, n = s, s.shape[-1]
