@@ -237,8 +237,7 @@ class AnswerStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")  # a cache: a lost write is recomputed
         self._db.execute("CREATE TABLE IF NOT EXISTS answer (key BLOB PRIMARY KEY, data BLOB)")
-        self._room = budget - path.stat().st_size
-        """Bytes this process may still add (parallel workers may each add up to it)."""
+        self._budget = budget
 
     def get(self, key: bytes) -> list[np.ndarray] | None:
         if self._db is None:
@@ -251,14 +250,16 @@ class AnswerStore:
             return None
 
     def put(self, key: bytes, arrays: list[np.ndarray]) -> None:
-        if self._db is None or sum(a.nbytes for a in arrays) > MAX_ANSWER or self._room <= 0:
+        if self._db is None or sum(a.nbytes for a in arrays) > MAX_ANSWER:
             return
-        data = _pack(arrays)
         try:
-            self._db.execute("INSERT OR IGNORE INTO answer (key, data) VALUES (?, ?)", (key, data))
-        except sqlite3.Error:
+            if self.path.stat().st_size >= self._budget:  # the file every worker writes to
+                return
+            self._db.execute(
+                "INSERT OR IGNORE INTO answer (key, data) VALUES (?, ?)", (key, _pack(arrays))
+            )
+        except (sqlite3.Error, OSError):
             self._db = None
-        self._room -= len(key) + len(data)
 
 
 def _pack(arrays: list[np.ndarray]) -> bytes:
