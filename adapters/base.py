@@ -41,7 +41,7 @@ from adapters.interface import (
     UnsupportedCall,
 )
 from conformance.dtypes import dtype_name
-from conformance.ops import Reduction
+from conformance.ops import Op, Reduction
 
 _ABSL_PREFIX = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ (?=[\w.-]+:\d+\])", re.MULTILINE)
 """The time stamp and thread id of an absl (TensorFlow, XLA) log line."""
@@ -153,6 +153,14 @@ class Adapter(abc.ABC):
             "numpy": np.__version__,
             "python": sys.version.split()[0],
         }
+
+    def activation_layer(self, op: Op) -> Callable[[Any, Any], Any] | None:
+        """activation(x, axis) -> native: the framework's own output-layer activation
+        (softmax; sigmoid for the binary loss) whose output a user passes to a loss of `op`,
+        for the `activation-output-as-logits` misuse. Only where that output is more than
+        plain probabilities (Keras remembers the logits on it); None elsewhere, where
+        passing it is the `probabilities-as-logits` misuse."""
+        return None
 
     # -- the reproducer (`conformance.snippets`): `Implementation.snippet` is the call
     snippet_result: str = "np.asarray(out).tolist()"

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from adapters.base import Adapter
@@ -143,6 +144,11 @@ class KerasMixin(Adapter):
         stack.enter_context(super()._device_scope(device))
         stack.enter_context(keras.device("gpu:0" if device == "cuda" else "cpu:0"))
         return stack
+
+    def activation_layer(self, op: Op) -> Callable[[Any, Any], Any] | None:
+        """keras.activations.softmax / sigmoid: what Dense(activation=...) returns, which
+        carries the logits on the TensorFlow backend (`_keras_logits`)."""
+        return _sigmoid_activation if op is Op.SIGMOID_CROSS_ENTROPY else _softmax_activation
 
     def _implementations(self) -> list[Implementation]:
         modes = (
@@ -307,6 +313,18 @@ def _ops_logsumexp(x: Any, labels: Any, *, axis: Any) -> Any:
     import keras
 
     return keras.ops.logsumexp(x, axis=axis)
+
+
+def _softmax_activation(x: Any, axis: Any) -> Any:
+    import keras
+
+    return keras.activations.softmax(x, axis=axis)
+
+
+def _sigmoid_activation(x: Any, axis: Any) -> Any:
+    import keras
+
+    return keras.activations.sigmoid(x)
 
 
 @functools.lru_cache(maxsize=64)

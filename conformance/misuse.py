@@ -1,13 +1,14 @@
 """from_logits misuse: inputs that break an API's contract the way users do.
 
 Each scenario calls an implementation with a mistaken input and records the reaction
-(raises / warns / silent, with the message) and, when silent, how far the answer is from
-the loss the user meant. This is a report of behaviour, not a verdict: an API that
+(raises / warns / silent, with the message) and, when it answers, how far the answer is
+from the loss the user meant. This is a report of behaviour, not a verdict: an API that
 silently computes a double softmax is documented as such by the report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,86 +18,194 @@ import numpy as np
 from adapters.base import Adapter
 from adapters.interface import Call, Implementation, UnsupportedCall
 from conformance import reference
-from conformance.ops import CATALOG, LabelKind, Op
+from conformance.ops import CATALOG, LabelKind, Op, Option
 
 _LOGIT_LOSSES = (Op.SOFTMAX_CROSS_ENTROPY, Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
+_FROM_LOGITS = (*_LOGIT_LOSSES, Op.SIGMOID_CROSS_ENTROPY)
 _PROBABILITY_LOSSES = (Op.PROBABILITY_CROSS_ENTROPY, Op.SPARSE_PROBABILITY_CROSS_ENTROPY)
+_ROWS, _CLASSES = 4, 5
+_LABELS = np.array([0, 3, 1, 4])
+_KEPT = np.array([True, True, False, True, False])
+"""The per-example mask of `per-example-mask-as-per-class`: as many examples as classes
+(5 x 5 logits), so that an API broadcasting it over the class axis raises nothing."""
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One mistaken call and what the user meant by it."""
+
+    call: Call
+    meant: np.ndarray
+    impl: Implementation
+    """What is called: the implementation, or it behind the framework's activation layer."""
+    kept: np.ndarray | None = None
+    """Examples the user meant to keep: an unreduced answer is compared on these rows."""
 
 
 @dataclass(frozen=True)
 class Scenario:
     id: str
     description: str
-    applies: Callable[[Op], bool]
+    applies: Callable[[Adapter, Implementation], bool]
+    make: Callable[[Adapter, Implementation, np.dtype, dict[str, Any]], Mistake]
+
+
+def _logits(dtype: np.dtype, rows: int = _ROWS) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return (rng.standard_normal((rows, _CLASSES)) * 3).astype(dtype)
+
+
+def _onehot(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.eye(_CLASSES)[y].astype(dtype)
+
+
+def _labels(op: Op, dtype: np.dtype, y: np.ndarray = _LABELS) -> np.ndarray:
+    """The labels `op` takes for classes `y`: indices, or one-hot rows (binary losses too)."""
+    return y if CATALOG[op].labels is LabelKind.INTEGER else _onehot(y, dtype)
+
+
+def _meant_loss(op: Op, logits: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    """The per-example loss of these logits the user meant (a binary loss: sigmoid CE)."""
+    if CATALOG[op].labels is LabelKind.BINARY:
+        onehot = _onehot(_LABELS, logits.dtype)
+        return reference.evaluate(
+            Op.SIGMOID_CROSS_ENTROPY, logits, onehot, axis=options.get("axis")
+        ).value
+    return reference.evaluate(Op.SPARSE_SOFTMAX_CROSS_ENTROPY, logits, _LABELS).value
+
+
+def _activated(op: Op, logits: np.ndarray) -> np.ndarray:
+    """What a softmax output layer gives (a sigmoid one for a binary loss), in the dtype."""
+    if CATALOG[op].labels is LabelKind.BINARY:
+        with np.errstate(over="ignore"):
+            return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(logits.dtype)
+    return reference.evaluate(Op.SOFTMAX, logits).value.astype(logits.dtype)
+
+
+def _probabilities_as_logits(
+    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+) -> Mistake:
+    logits = _logits(dtype)
+    x = _activated(impl.op, logits)
+    return Mistake(
+        _call(x, _labels(impl.op, dtype), options), _meant_loss(impl.op, logits, options), impl
+    )
+
+
+def _logits_as_probabilities(
+    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+) -> Mistake:
+    logits = _logits(dtype)
+    call = _call(logits, _labels(impl.op, dtype), options)
+    return Mistake(call, _meant_loss(impl.op, logits, options), impl)
+
+
+def _activation_output_as_logits(
+    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+) -> Mistake:
+    """The model's logits go through the framework's own activation layer, then the loss."""
+    activation = adapter.activation_layer(impl.op)
+    assert activation is not None
+    fn = impl.fn
+
+    def after_activation(x: Any, labels: Any, **kw: Any) -> Any:
+        axis = kw.get("axis", -1)
+        return fn(activation(x, -1 if axis is None else axis), labels, **kw)
+
+    behind = dataclasses.replace(
+        impl, name=f"{impl.name} after the activation layer", fn=after_activation
+    )
+    logits = _logits(dtype)
+    call = _call(logits, _labels(impl.op, dtype), options)
+    return Mistake(call, _meant_loss(impl.op, logits, options), behind)
+
+
+def _one_hot_into_sparse(
+    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+) -> Mistake:
+    logits = _logits(dtype)
+    call = _call(logits, _onehot(_LABELS, dtype), options)
+    return Mistake(call, _meant_loss(impl.op, logits, options), impl)
+
+
+def _indices_into_dense(
+    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+) -> Mistake:
+    logits = _logits(dtype)
+    call = _call(logits, _LABELS.astype(dtype), options)
+    return Mistake(call, _meant_loss(impl.op, logits, options), impl)
+
+
+def _per_example_mask(
+    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+) -> Mistake:
+    """A mask over examples (which rows are padding) given to a per-class option."""
+    logits = _logits(dtype, rows=_CLASSES)
+    y = np.array([0, 3, 1, 4, 2])
+    x = _activated(impl.op, logits) if CATALOG[impl.op].input_is_probability else logits
+    labels = None if CATALOG[impl.op].labels is LabelKind.NONE else _labels(impl.op, dtype, y)
+    if Option.WHERE in impl.options:
+        mask = {"where": _KEPT.copy()}
+    else:
+        mask = {"class_weights": _KEPT.astype(dtype)}
+    meant = reference.evaluate(
+        impl.op, x[_KEPT], None if labels is None else labels[_KEPT], **options
+    ).value
+    return Mistake(_call(x, labels, {**options, **mask}), meant, impl, kept=_KEPT)
+
+
+def _call(x: np.ndarray, labels: np.ndarray | None, options: dict[str, Any]) -> Call:
+    return Call(x=x, labels=labels, options=options)
+
+
+def _takes(kind: LabelKind) -> Callable[[Adapter, Implementation], bool]:
+    return lambda adapter, impl: CATALOG[impl.op].labels is kind
 
 
 SCENARIOS = (
     Scenario(
         "probabilities-as-logits",
-        "softmax outputs passed where logits belong (from_logits=True): a double softmax",
-        lambda op: op in _LOGIT_LOSSES,
+        "softmax (sigmoid) outputs passed where logits belong (from_logits=True): a double softmax",
+        lambda adapter, impl: impl.op in _FROM_LOGITS,
+        _probabilities_as_logits,
+    ),
+    Scenario(
+        "activation-output-as-logits",
+        "the output of the framework's own softmax (sigmoid) activation layer passed where"
+        " logits belong (from_logits=True), in the same eager call or compiled function;"
+        " Keras on TensorFlow remembers the logits on that tensor and uses them",
+        lambda adapter, impl: (
+            impl.op in _FROM_LOGITS and adapter.activation_layer(impl.op) is not None
+        ),
+        _activation_output_as_logits,
     ),
     Scenario(
         "logits-as-probabilities",
         "raw logits passed where probabilities belong (from_logits=False)",
-        lambda op: op in (*_PROBABILITY_LOSSES, Op.BINARY_CROSS_ENTROPY),
+        lambda adapter, impl: impl.op in (*_PROBABILITY_LOSSES, Op.BINARY_CROSS_ENTROPY),
+        _logits_as_probabilities,
     ),
     Scenario(
         "one-hot-into-sparse",
         "one-hot labels passed to a loss that takes class indices",
-        lambda op: CATALOG[op].labels is LabelKind.INTEGER,
+        _takes(LabelKind.INTEGER),
+        _one_hot_into_sparse,
     ),
     Scenario(
         "indices-into-dense",
         "class indices passed to a loss that takes one-hot labels",
-        lambda op: CATALOG[op].labels is LabelKind.DENSE,
+        _takes(LabelKind.DENSE),
+        _indices_into_dense,
+    ),
+    Scenario(
+        "per-example-mask-as-per-class",
+        "a per-example mask (which rows are padding) passed to a per-class option (where=,"
+        " class weights) of a batch with as many examples as classes; the user meant the"
+        " answer of the kept examples",
+        lambda adapter, impl: bool({Option.WHERE, Option.CLASS_WEIGHTS} & impl.options),
+        _per_example_mask,
     ),
 )
-
-
-def _inputs(rng: np.random.Generator, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    logits = (rng.standard_normal((4, 5)) * 3).astype(dtype)
-    y = np.array([0, 3, 1, 4])
-    return logits, y
-
-
-def _meant(op: Op, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The per-example loss the user meant: cross-entropy of these logits and labels."""
-    return reference.evaluate(Op.SPARSE_SOFTMAX_CROSS_ENTROPY, logits, y).value
-
-
-def _call(
-    adapter: Adapter,
-    impl: Implementation,
-    scenario: str,
-    dtype: np.dtype,
-    device: str,
-    mode: str,
-    options: dict[str, Any],
-) -> tuple[Call, np.ndarray] | None:
-    rng = np.random.default_rng(7)
-    logits, y = _inputs(rng, dtype)
-    onehot = np.eye(5)[y].astype(dtype)
-    meant = _meant(impl.op, logits, y)
-    probs = reference.evaluate(Op.SOFTMAX, logits).value.astype(dtype)
-    sparse = CATALOG[impl.op].labels is LabelKind.INTEGER
-    labels = y if sparse else onehot
-    if scenario == "probabilities-as-logits":
-        x = probs
-    elif scenario == "logits-as-probabilities":
-        x = logits
-        if impl.op is Op.BINARY_CROSS_ENTROPY:
-            labels = onehot
-            meant = reference.evaluate(
-                Op.SIGMOID_CROSS_ENTROPY, logits, onehot, axis=options.get("axis")
-            ).value
-    elif scenario == "one-hot-into-sparse":
-        x, labels = logits, onehot
-    elif scenario == "indices-into-dense":
-        x, labels = logits, y.astype(dtype)
-    else:
-        return None
-    return Call(x=x, labels=labels, options=options, device=device, mode=mode), meant
 
 
 def run_misuse(
@@ -110,14 +219,12 @@ def run_misuse(
     """Every applicable scenario's reaction: {'reaction', 'message', 'relative_error'}."""
     out: dict[str, dict[str, Any]] = {}
     for scenario in SCENARIOS:
-        if not scenario.applies(impl.op):
+        if not scenario.applies(adapter, impl):
             continue
-        made = _call(adapter, impl, scenario.id, dtype, device, mode, options)
-        if made is None:
-            continue
-        call, meant = made
+        mistake = scenario.make(adapter, impl, dtype, dict(options))
+        call = dataclasses.replace(mistake.call, device=device, mode=mode)
         try:
-            outcome = adapter.run(impl, call)
+            outcome = adapter.run(mistake.impl, call)
         except UnsupportedCall as exc:
             out[scenario.id] = {
                 "reaction": "unsupported",
@@ -135,16 +242,23 @@ def run_misuse(
         else:
             entry["reaction"] = "warns" if outcome.warnings or outcome.stderr.strip() else "silent"
             entry["message"] = "; ".join(outcome.warnings)[:500] or outcome.stderr.strip()[:500]
-            entry["relative_error"] = _relative_error(outcome.value, meant)
+            entry["relative_error"] = _relative_error(outcome.value, mistake.meant, mistake.kept)
         out[scenario.id] = entry
     return out
 
 
-def _relative_error(value: np.ndarray | None, meant: np.ndarray) -> float | None:
-    """max |value - meant| / |meant| when shapes allow; None when the answer has another shape."""
+def _relative_error(
+    value: np.ndarray | None, meant: np.ndarray, kept: np.ndarray | None = None
+) -> float | None:
+    """max |value - meant| / |meant| when shapes allow; None when the answer has another shape.
+
+    `kept`: the rows of an unreduced answer that `meant` holds (a reduced answer is
+    compared as it is)."""
     if value is None:
         return None
     v = np.asarray(value, dtype=np.float64)
+    if kept is not None and v.ndim and v.shape[0] == kept.shape[0]:
+        v = v[kept]
     if v.shape != meant.shape:
         if v.ndim == 0:  # a reduced loss: compare with the mean the user meant
             meant = np.asarray(meant.mean())

@@ -113,3 +113,22 @@ def test_tensorflow_error_and_native_log_are_captured(name: str) -> None:
     assert "OP_REQUIRES failed" in out.stderr
     xla = adapter.run(impl, Call(x, np.array([0, 5]), {"axis": -1}, mode="compiled-xla"))
     assert xla.error is None and xla.value is not None and np.isnan(xla.value[1])
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("keras-")])
+def test_keras_activation_output_reaches_the_loss_as_the_tensor_it_is(name: str) -> None:
+    """The activation-output-as-logits misuse passes the Keras activation's own tensor to
+    the loss in one call (every mode): on TensorFlow, Keras recognises it, warns and uses
+    the logits it remembered, which only happens if the tensor is Keras' own."""
+    from conformance.harness import options_for
+    from conformance.misuse import run_misuse
+
+    adapter = _adapter(name)
+    impl = adapter.implementation("keras.losses.CategoricalCrossentropy(from_logits=True)")
+    for mode in (m for m in impl.modes if not adapter.mode_availability().get(m)):
+        misuse = run_misuse(adapter, impl, np.dtype("float32"), "cpu", mode, options_for(impl, {}))
+        entry = misuse["activation-output-as-logits"]
+        assert entry["relative_error"] is not None, (mode, entry)
+        if adapter.backend == "tensorflow":
+            assert entry["reaction"] == "warns" and "Softmax activation" in entry["message"]
+            assert entry["relative_error"] < 1e-6, (mode, entry)

@@ -8,6 +8,7 @@ right verdict.
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -202,6 +203,63 @@ class Float32Output(ExactAdapter):
 
     def forward(self, impl, x, labels, options, mode):
         return super().forward(impl, x, labels, options, mode).astype(np.float32)
+
+
+class Activated(np.ndarray):
+    """An activation's output that remembers its logits (as Keras does on TensorFlow)."""
+
+    logits: np.ndarray
+
+
+class RememberingAdapter(ExactAdapter):
+    """Its activation layer remembers the logits; its logit losses warn and use them."""
+
+    name = "remembering"
+
+    def activation_layer(self, op: Op) -> Callable[[Any, Any], Any] | None:
+        def activation(x: np.ndarray, axis: Any) -> np.ndarray:
+            if op is Op.SIGMOID_CROSS_ENTROPY:
+                p = 1 / (1 + np.exp(-x.astype(np.float64)))
+            else:
+                p = reference.evaluate(Op.SOFTMAX, x, axis=axis).value
+            out = round_to(p, x.dtype).view(Activated)
+            out.logits = x
+            return out
+
+        return activation
+
+    def function(self, op: Op) -> Callable[..., np.ndarray]:
+        exact = _exact(op)
+
+        def loss(x: np.ndarray, labels: np.ndarray | None, **options: Any) -> np.ndarray:
+            if isinstance(x, Activated):
+                warnings.warn("from_logits=True received the output of a softmax", stacklevel=1)
+                x = x.logits
+            return exact(x, labels, **options)
+
+        return loss
+
+
+class ForgettingAdapter(RememberingAdapter):
+    """Its activation layer gives plain probabilities: the loss computes a double softmax."""
+
+    name = "forgetting"
+
+    def function(self, op: Op) -> Callable[..., np.ndarray]:
+        exact = _exact(op)
+        return lambda x, labels, **options: exact(np.asarray(x), labels, **options)
+
+
+class MaskShapeChecked(ExactAdapter):
+    """Raises on a `where=` mask that is not the shape of x (no broadcasting)."""
+
+    name = "mask-shape-checked"
+
+    def forward(self, impl, x, labels, options, mode):
+        where = options.get("where")
+        if where is not None and where.shape != x.shape:
+            raise ValueError(f"where has shape {where.shape}, x has shape {x.shape}")
+        return super().forward(impl, x, labels, options, mode)
 
 
 def broken_adapters() -> dict[str, tuple[Adapter, Op, str, str]]:

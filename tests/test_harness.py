@@ -7,7 +7,13 @@ import traceback
 
 import numpy as np
 import pytest
-from harness_adapters import ExactAdapter, broken_adapters
+from harness_adapters import (
+    ExactAdapter,
+    ForgettingAdapter,
+    MaskShapeChecked,
+    RememberingAdapter,
+    broken_adapters,
+)
 
 from conformance import known
 from conformance.dtypes import FLOAT_DTYPES
@@ -92,6 +98,47 @@ def test_misuse_reactions_are_recorded() -> None:
     assert misuse["one-hot-into-sparse"]["reaction"] in {"raises", "silent", "warns"}
 
 
+def _misuse(adapter, op: Op, mode: str = "eager") -> dict:
+    return _cell(adapter, op, "float32", mode)["misuse"]
+
+
+@pytest.mark.parametrize("op", [Op.SOFTMAX_CROSS_ENTROPY, Op.SIGMOID_CROSS_ENTROPY])
+def test_an_activation_that_remembers_its_logits_is_told_apart(op: Op) -> None:
+    """activation-output-as-logits: a loss that uses the remembered logits answers what
+    the user meant (and warns); one that takes the probabilities computes a double softmax."""
+    remembered = _misuse(RememberingAdapter(), op)["activation-output-as-logits"]
+    assert remembered["reaction"] == "warns"
+    assert "from_logits=True" in remembered["message"]
+    assert remembered["relative_error"] < 1e-6
+    forgotten = _misuse(ForgettingAdapter(), op)["activation-output-as-logits"]
+    assert forgotten["reaction"] == "silent"
+    assert forgotten["relative_error"] > 0.1
+    assert "activation-output-as-logits" not in _misuse(EXACT, op)  # no activation layer
+
+
+@pytest.mark.parametrize("op", [Op.SOFTMAX, Op.SPARSE_SOFTMAX_CROSS_ENTROPY])
+def test_a_per_example_mask_given_as_a_per_class_mask(op: Op) -> None:
+    """Broadcast over the class axis, the mask silently masks classes instead of examples;
+    an API that checks the mask's shape raises."""
+    broadcast = _misuse(EXACT, op)["per-example-mask-as-per-class"]
+    assert broadcast["reaction"] == "silent"
+    assert broadcast["relative_error"] > 0.1
+    checked = _misuse(MaskShapeChecked(), op)["per-example-mask-as-per-class"]
+    assert checked["reaction"] == "raises"
+    assert "where has shape (5,)" in checked["message"]
+
+
+def test_a_per_example_mask_matching_the_examples_is_no_misuse() -> None:
+    """The yardstick: the loss of the kept examples is what the user meant, so an answer
+    that masks examples (not classes) is 0 away from it."""
+    from conformance.misuse import _KEPT, _relative_error
+
+    meant = np.array([1.0, 2.0, 4.0])
+    value = np.array([1.0, 2.0, 0.0, 4.0, 0.0])
+    assert _relative_error(value, meant, _KEPT) == 0.0
+    assert _relative_error(np.asarray(7.0 / 3), meant, _KEPT) == 0.0
+
+
 def test_worst_input_is_stored_exactly() -> None:
     from conformance.results import decode_array
 
@@ -165,14 +212,16 @@ def test_a_known_deviation_that_matches_nothing_is_reported_stale(tmp_path) -> N
 
 
 class _CountingAdapter(ExactAdapter):
-    """The exact adapter, recording the shape of every call."""
+    """The exact adapter, recording the shape of every call that could be stacked (inputs
+    with array options, such as the misuse scenarios' masks, are called as they are)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[tuple[int, ...], bool]] = []
 
     def run(self, impl, call):
-        self.calls.append((call.x.shape, call.cotangent is not None))
+        if call.options.get("where") is None:
+            self.calls.append((call.x.shape, call.cotangent is not None))
         return super().run(impl, call)
 
 
