@@ -25,6 +25,7 @@ import numpy as np
 
 from adapters.common import (
     capture,
+    cpu_description,
     distribution_version,
     exact_cast,
     module_installed,
@@ -152,6 +153,7 @@ class Adapter(abc.ABC):
             "version": self.version(),
             "numpy": np.__version__,
             "python": sys.version.split()[0],
+            "cpu": cpu_description(),
         }
 
     def activation_layer(self, op: Op) -> Callable[[Any, Any], Any] | None:

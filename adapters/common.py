@@ -1,19 +1,24 @@
 """What every adapter shares that is not the interface: capturing warnings and native
-stderr around a call, exact numpy casts, and cheap installation checks (no imports)."""
+stderr around a call, exact numpy casts, cheap installation checks (no imports) and the
+CPU the kernels run on."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import io
 import os
+import platform
+import re
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,3 +128,40 @@ def module_installed(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+
+
+# ----------------------------------------------------------------------------- the CPU
+
+_VECTOR_ISA = re.compile(
+    r"(sse4_2|avx|avx2|fma|f16c|avx512\w*|amx\w*|avx_vnni\w*|avx_ne_convert|asimd\w*|"
+    r"sve\w*|fphp|bf16|i8mm|sme(?!p)\w*)"
+)
+"""The instruction sets that CPU kernels dispatch on (oneDNN, XLA:CPU, Eigen, ATen)."""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, tuple[str, ...]]:
+    """(model name, every flag) of this machine's first CPU, from /proc/cpuinfo (Linux);
+    elsewhere platform.processor() and no flags."""
+    model, flags = "", ()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "Model", "CPU part") and not model:
+                model = value.strip()
+            elif key in ("flags", "Features"):
+                flags = tuple(value.split())
+                break
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine(), flags
+
+
+def cpu_description() -> str:
+    """The CPU model and its vector instruction sets, e.g. 'AMD EPYC; avx avx2 avx512f fma':
+    kernels chosen by instruction set can give other bits (and other special values) on
+    another CPU, so every record says which one it ran on."""
+    model, flags = cpu_info()
+    isa = sorted(f for f in flags if _VECTOR_ISA.fullmatch(f))
+    return f"{platform.machine()} {model}; {' '.join(isa)}".strip()

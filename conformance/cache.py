@@ -71,19 +71,14 @@ def cache_dir(kind: str) -> Path | None:
 
 
 def machine_tag() -> str:
-    """A short digest of this machine's CPU (architecture and instruction-set flags):
+    """A short digest of this machine's CPU (architecture, model and instruction-set flags):
     compiled executables are kept apart per CPU, so a cache restored on another machine
     (a CI cache) never hands it code for instructions it lacks."""
-    h = hashlib.sha256(f"{platform.machine()}|{platform.processor()}".encode())
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features", "model name")):
-                h.update(line.encode())
-                if line.startswith(("flags", "Features")):
-                    break
-    except OSError:
-        pass
-    return h.hexdigest()[:12]
+    from adapters.common import cpu_info
+
+    model, flags = cpu_info()
+    text = f"{platform.machine()}|{platform.processor()}|{model}|{' '.join(flags)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _code_digest() -> str:

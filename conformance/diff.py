@@ -276,7 +276,24 @@ def _run_changes(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) 
                 "error numbers are not comparable"
             )
             out.append(Change("note", adapter, text, False))
+        c0, c1 = _cpus(baseline, adapter), _cpus(current, adapter)
+        if c0 and c1 and c0 != c1:
+            text = (
+                f"ran on another CPU ({' | '.join(sorted(c0))} -> {' | '.join(sorted(c1))}):"
+                " kernels chosen by instruction set can change bits and special values, so"
+                " a change may be the machine's, not the release's"
+            )
+            out.append(Change("note", adapter, text, False))
     return out
+
+
+def _cpus(records: list[dict[str, Any]], adapter: str) -> set[str]:
+    """The CPUs an adapter's records say they ran on (records since `cpu` was added)."""
+    return {
+        str(r["environment"]["cpu"])
+        for r in records
+        if r.get("adapter") == adapter and (r.get("environment") or {}).get("cpu")
+    }
 
 
 def _presence(

@@ -205,3 +205,17 @@ def test_a_cell_that_judged_no_values_has_no_error_growth(runs) -> None:
     categories = {c.category for c in diff([old], [new]).changes}
     assert "growth" not in categories
     assert "better" in categories
+
+
+def test_runs_on_another_cpu_are_noted(runs) -> None:
+    """oneDNN, XLA:CPU and Eigen choose kernels by instruction set: a diff across CPUs says so
+    (TensorFlow's float16 softmax gives [nan, 0] for [inf, 0] on one CPU, [nan, nan] on one
+    with AVX-512), and the same CPU on both sides says nothing."""
+    first, second = (copy.deepcopy(_records(p)) for p in runs)
+    for records, cpu in ((first, "x86_64 A; avx avx2"), (second, "x86_64 B; avx avx2 avx512f")):
+        for r in records:
+            r.setdefault("environment", {})["cpu"] = cpu
+    notes = [c for c in diff(first, second).changes if "another CPU" in c.message]
+    assert notes and notes[0].category == "note" and not notes[0].regression
+    assert "avx512f" in notes[0].message
+    assert not [c for c in diff(first, copy.deepcopy(first)).changes if "CPU" in c.message]
