@@ -199,9 +199,9 @@ SCENARIOS = (
     ),
     Scenario(
         "per-example-mask-as-per-class",
-        "a per-example mask (which rows are padding) passed to a per-class option (where=,"
-        " class weights) of a batch with as many examples as classes; the user meant the"
-        " answer of the kept examples",
+        "a per-example mask (which rows are padding) passed as where= or as class weights,"
+        " in a batch with as many examples as classes (so broadcasting it over the classes"
+        " raises nothing); the user meant the answer of the kept examples",
         lambda adapter, impl: bool({Option.WHERE, Option.CLASS_WEIGHTS} & impl.options),
         _per_example_mask,
     ),
