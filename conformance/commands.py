@@ -11,10 +11,13 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.dtypes import FLOAT_DTYPES
 from conformance.harness import PROFILES
+
+if TYPE_CHECKING:
+    from conformance import consistency
 
 DEFAULT_OUT = Path("reports") / "results.jsonl"
 
@@ -117,7 +120,7 @@ def select_adapters(frameworks: list[str], paths: list[str]) -> list[str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from conformance import runner
+    from conformance import consistency, known, runner
     from conformance.results import ResultsError, read_records
 
     for dtype in args.dtype:
@@ -158,26 +161,33 @@ def run_command(args: argparse.Namespace) -> int:
     with RunDisplay() as display:
         outcomes = runner.run(options, out, display.update)
     records = read_records(out).records
-    display.summary(records, outcomes, out)
+    found = consistency.disagreements(records, known.load(args.known))
+    display.summary(records, outcomes, out, found)
     report = args.report or (None if args.out else DEFAULT_OUT.with_name("index.html"))
     if report is not None:
         from conformance.report import write_report
 
         write_report([out], report)
         print(f"report: {report}", file=sys.stderr)
-    for line in stale_deviations(records, args.known):
+    for line in stale_deviations(records, args.known, found):
         print(line, file=sys.stderr)
-    failed = any(r.get("unexpected") for r in records)
+    failed = any(r.get("unexpected") for r in records) or any(not d.known for d in found)
     return 1 if failed else 0
 
 
-def stale_deviations(records: list[dict[str, Any]], path: str | None) -> list[str]:
-    """Warnings for known deviations that matched nothing among cells they cover."""
+def stale_deviations(
+    records: list[dict[str, Any]],
+    path: str | None,
+    found: list[consistency.Disagreement] | None = None,
+) -> list[str]:
+    """Warnings for known deviations that matched nothing among cells they cover (findings
+    of the cells, or mode/device disagreements between them)."""
     import fnmatch
 
     from conformance import known
 
     used = {f.get("known") for r in records for f in r.get("findings", [])}
+    used |= {d.known for d in found or [] if d.known}
     adapters = {r["adapter"] for r in records}
     lines = []
     for entry in known.load(path):

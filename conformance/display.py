@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from conformance.judge import Verdict
+
+if TYPE_CHECKING:
+    from conformance.consistency import Disagreement
 
 _STYLE = {
     "pass": "green",
@@ -67,7 +71,13 @@ class RunDisplay:
                 )
                 self.progress.update(self._tasks[name], advance=1, status=status[:40])
 
-    def summary(self, records: list[dict[str, Any]], outcomes: list[Any], out: Path) -> None:
+    def summary(
+        self,
+        records: list[dict[str, Any]],
+        outcomes: list[Any],
+        out: Path,
+        disagreements: Sequence[Disagreement] = (),
+    ) -> None:
         table = Table(title="conformance run", show_lines=False)
         table.add_column("adapter")
         table.add_column("version")
@@ -100,3 +110,11 @@ class RunDisplay:
         self.console.print(
             f"{len(records)} cells, {total} with unexpected findings; results in {escape(str(out))}"
         )
+        if disagreements:
+            fresh = [d for d in disagreements if not d.known]
+            example = (fresh or list(disagreements))[0]
+            self.console.print(
+                f"{len(disagreements)} answers depend on the mode or device"
+                f" ({len(fresh)} unexpected), e.g. {escape(example.implementation)}"
+                f" {example.dtype}: {escape(example.describe())}"
+            )

@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from conformance import consistency
 from conformance.diff import CATEGORIES, diff, fmt, load_cells
 from conformance.report import behaviour, model, svg
 
@@ -91,6 +92,7 @@ def build_context(results: list[Path], baseline: list[Path] | None = None) -> di
         "ulp_dtypes": dtypes,
         "ulp_rows": ulp_rows,
         "special_tables": behaviour.special_tables(groups),
+        "disagreements": consistency.disagreements([c.record for c in cells]),
         "case_reasons": behaviour.case_reasons(),
         "reaction_cols": reaction_cols,
         "reaction_rows": reaction_rows,

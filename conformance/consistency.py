@@ -1,0 +1,132 @@
+"""Self-consistency: one implementation, the same inputs, another mode or device.
+
+Each cell is judged against the reference on its own; this module compares the cells of one
+implementation and dtype with each other, where the reference cannot settle it or where the
+difference is itself the news: the pattern of NaN, infinities and zeros a corpus case gives
+(`special`: a masked row, `+inf`, NaN) and the reaction to an invalid named case (raises /
+silent). `softmax([inf, 0])` that is `[nan, 0]` eagerly and `[nan, nan]` under XLA, or labels
+out of range that raise eagerly and give NaN when compiled, are code that changes behaviour
+when a user adds `jit`. Both sides ran the same corpus, so any difference is real.
+
+Derived from the records of a run, never stored: shards, `--resume` and merged files give the
+same answer, and a cell's own verdict stays what its inputs earned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance import known
+from conformance.diff import special_signature
+
+AXES = {"mode": ("device", "mode"), "device": ("mode", "device")}
+"""The compared axis -> (the coordinate held fixed, the one that varies)."""
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """One implementation answering one case differently in two or more modes (devices)."""
+
+    adapter: str
+    implementation: str
+    dtype: str
+    axis: str
+    """'mode' (eager vs compiled on one device) or 'device' (cpu vs cuda in one mode)."""
+    fixed: str
+    """The device the modes were compared on, or the mode the devices were compared in."""
+    what: str
+    """'special value' or 'invalid-input reaction'."""
+    case: str
+    answers: dict[str, str] = field(hash=False)
+    """Mode (device) -> what it answered."""
+    known: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return f"{self.axis}-dependent"
+
+    def coordinates(self) -> dict[str, str]:
+        """What a known-deviations entry matches: `mode` (`device`) lists the disagreeing
+        ones, comma-separated and sorted, e.g. 'compiled-xla,eager'."""
+        varying = ",".join(sorted(self.answers))
+        fixed_key, varying_key = AXES[self.axis]
+        return {
+            "adapter": self.adapter,
+            "implementation": self.implementation,
+            "dtype": self.dtype,
+            fixed_key: self.fixed,
+            varying_key: varying,
+            "kind": self.kind,
+            "case": self.case,
+        }
+
+    def describe(self) -> str:
+        answers = "; ".join(f"{k}: {v}" for k, v in sorted(self.answers.items()))
+        return f"{self.what} of case {self.case} depends on the {self.axis} ({answers})"
+
+
+def _named_reactions(record: dict[str, Any]) -> dict[str, str]:
+    return {
+        str(case): str(reaction)
+        for case, reaction in (record.get("reactions") or {}).items()
+        if not str(case).startswith(("drawn", "targeted"))
+    }
+
+
+def _specials(record: dict[str, Any]) -> dict[str, str]:
+    return {str(case): str(text) for case, text in (record.get("special") or {}).items()}
+
+
+def _compare(
+    cells: dict[str, dict[str, Any]], what: str, answers_of: Any
+) -> Iterable[tuple[str, dict[str, str]]]:
+    """Cases whose answers (by `answers_of(record)`) differ between the cells' keys."""
+    per_case: dict[str, dict[str, str]] = defaultdict(dict)
+    for key, record in cells.items():
+        for case, answer in answers_of(record).items():
+            per_case[case][key] = answer
+    for case, answers in sorted(per_case.items()):
+        if len(answers) < 2:
+            continue
+        signature = special_signature if what == "special value" else str
+        if len({signature(a) for a in answers.values()}) > 1:
+            yield case, answers
+
+
+def disagreements(
+    records: list[dict[str, Any]], entries: list[known.KnownDeviation] | None = None
+) -> list[Disagreement]:
+    """Every mode- and device-dependent answer among `records` (cells that ran: a cell that
+    crashed or was unsupported says nothing), classified against known deviations."""
+    entries = known.load() if entries is None else entries
+    out = []
+    for axis, (fixed_key, varying_key) in AXES.items():
+        groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
+        for r in records:
+            if r.get("verdict") in ("unsupported", "crashed", "timeout"):
+                continue
+            key = (r["adapter"], r["implementation"], r["dtype"], r[fixed_key])
+            groups[key][r[varying_key]] = r
+        for (adapter, impl, dtype, fixed), cells in sorted(groups.items()):
+            if len(cells) < 2:
+                continue
+            for what, answers_of in (
+                ("special value", _specials),
+                ("invalid-input reaction", _named_reactions),
+            ):
+                for case, answers in _compare(cells, what, answers_of):
+                    d = Disagreement(adapter, impl, dtype, axis, fixed, what, case, answers)
+                    out.append(_classified(d, entries))
+    return out
+
+
+def _classified(d: Disagreement, entries: list[known.KnownDeviation]) -> Disagreement:
+    found = known.classify(entries, d.coordinates())
+    return d if found is None else dataclasses.replace(d, known=found)
+
+
+__all__ = ["Disagreement", "disagreements"]
