@@ -114,6 +114,7 @@ def test_every_section_is_there(page: str, run_dir: Path) -> None:
         "ulps",
         "implementations",
         "special",
+        "consistency",
         "reactions",
         "misuse",
         "known",
@@ -253,3 +254,23 @@ def test_injected_markup_stays_text_in_chromium(run_dir: Path, tmp_path: Path) -
     assert _console(dom.stderr) == []
     assert INJECT not in dom.stdout and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom.stdout
     assert dom.stdout.count("<script") == 1
+
+
+def test_mode_dependent_answers_are_listed_once_per_pattern(tmp_path: Path) -> None:
+    """The self-consistency section: an implementation whose compiled mode answers
+    otherwise on two dtypes gives one row per case, listing both dtypes."""
+    from test_consistency import CompiledZeroWhereUndefined
+
+    adapter = CompiledZeroWhereUndefined()
+    with ResultsWriter(tmp_path / "r.jsonl") as writer:
+        for dtype in ("float16", "float32"):
+            for mode in ("eager", "compiled"):
+                writer.write(_cell(adapter, Op.SOFTMAX, dtype, mode, []))
+    ctx = build_context([tmp_path / "r.jsonl"])
+    rows = {r.case: r for r in ctx["disagreements"]}
+    assert "two-plus-inf" in rows, rows
+    row = rows["two-plus-inf"]
+    assert row.dtypes == ["float16", "float32"] and row.axis == "mode" and not row.known
+    assert "nan" in row.answers["eager"] and "nan" not in row.answers["compiled"]
+    page = render([tmp_path / "r.jsonl"])
+    assert "Answers that depend on the mode or device" in page and "float16, float32" in page

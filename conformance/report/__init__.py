@@ -92,7 +92,9 @@ def build_context(results: list[Path], baseline: list[Path] | None = None) -> di
         "ulp_dtypes": dtypes,
         "ulp_rows": ulp_rows,
         "special_tables": behaviour.special_tables(groups),
-        "disagreements": consistency.disagreements([c.record for c in cells]),
+        "disagreements": behaviour.consistency_rows(
+            consistency.disagreements([c.record for c in cells])
+        ),
         "case_reasons": behaviour.case_reasons(),
         "reaction_cols": reaction_cols,
         "reaction_rows": reaction_rows,

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from conformance.consistency import Disagreement
 from conformance.diff import special_signature
 from conformance.report.model import OP_ORDER, AdapterGroup, Cell, Implementation, _rank
 
@@ -107,6 +108,48 @@ def special_tables(groups: list[AdapterGroup]) -> list[SpecialTable]:
                     v.odd = v.signature != majority
         tables.append(table)
     return tables
+
+
+@dataclass
+class ConsistencyRow:
+    """Disagreements of one implementation and case that read alike across dtypes."""
+
+    adapter: str
+    implementation: str
+    dtypes: list[str]
+    axis: str
+    fixed: str
+    what: str
+    case: str
+    answers: dict[str, str]
+    """Side -> the answer of the row's representative dtype (float32 where it has one)."""
+    known: str | None
+
+
+def consistency_rows(found: list[Disagreement]) -> list[ConsistencyRow]:
+    """One row per implementation, case and answer pattern; its dtypes listed together."""
+    rows: dict[tuple[Any, ...], ConsistencyRow] = {}
+    for d in found:
+        pattern = tuple(sorted((k, special_signature(v)) for k, v in d.answers.items()))
+        key = (d.adapter, d.implementation, d.axis, d.fixed, d.what, d.case, pattern, d.known)
+        row = rows.get(key)
+        if row is None:
+            rows[key] = ConsistencyRow(
+                d.adapter,
+                d.implementation,
+                [d.dtype],
+                d.axis,
+                d.fixed,
+                d.what,
+                d.case,
+                dict(d.answers),
+                d.known,
+            )
+            continue
+        row.dtypes.append(d.dtype)
+        if d.dtype == "float32":
+            row.answers = dict(d.answers)
+    return list(rows.values())
 
 
 def _tally(reactions: list[str]) -> str:
