@@ -115,6 +115,7 @@ class RunDisplay:
             example = (fresh or list(disagreements))[0]
             self.console.print(
                 f"{len(disagreements)} answers depend on the mode or device"
-                f" ({len(fresh)} unexpected), e.g. {escape(example.implementation)}"
+                f" ({len(fresh)} unexpected), e.g. {escape(example.adapter)}"
+                f" {escape(example.implementation)}"
                 f" {example.dtype}: {escape(example.describe())}"
             )
