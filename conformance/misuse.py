@@ -92,12 +92,19 @@ def _probabilities_as_logits(
     )
 
 
-def _logits_as_probabilities(
-    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
-) -> Mistake:
-    logits = _logits(dtype)
-    call = _call(logits, _labels(impl.op, dtype), options)
-    return Mistake(call, _meant_loss(impl.op, logits, options), impl)
+def _logits_with(
+    labels: Callable[[Op, np.dtype], np.ndarray],
+) -> Callable[[Adapter, Implementation, np.dtype, dict[str, Any]], Mistake]:
+    """A scenario passing the logits as they are, with `labels(op, dtype)`."""
+
+    def make(
+        adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+    ) -> Mistake:
+        logits = _logits(dtype)
+        call = _call(logits, labels(impl.op, dtype), options)
+        return Mistake(call, _meant_loss(impl.op, logits, options), impl)
+
+    return make
 
 
 def _activation_output_as_logits(
@@ -118,22 +125,6 @@ def _activation_output_as_logits(
     logits = _logits(dtype)
     call = _call(logits, _labels(impl.op, dtype), options)
     return Mistake(call, _meant_loss(impl.op, logits, options), behind)
-
-
-def _one_hot_into_sparse(
-    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
-) -> Mistake:
-    logits = _logits(dtype)
-    call = _call(logits, _onehot(_LABELS, dtype), options)
-    return Mistake(call, _meant_loss(impl.op, logits, options), impl)
-
-
-def _indices_into_dense(
-    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
-) -> Mistake:
-    logits = _logits(dtype)
-    call = _call(logits, _LABELS.astype(dtype), options)
-    return Mistake(call, _meant_loss(impl.op, logits, options), impl)
 
 
 def _per_example_mask(
@@ -183,19 +174,19 @@ SCENARIOS = (
         "logits-as-probabilities",
         "raw logits passed where probabilities belong (from_logits=False)",
         lambda adapter, impl: impl.op in (*_PROBABILITY_LOSSES, Op.BINARY_CROSS_ENTROPY),
-        _logits_as_probabilities,
+        _logits_with(_labels),
     ),
     Scenario(
         "one-hot-into-sparse",
         "one-hot labels passed to a loss that takes class indices",
         _takes(LabelKind.INTEGER),
-        _one_hot_into_sparse,
+        _logits_with(lambda op, dtype: _onehot(_LABELS, dtype)),
     ),
     Scenario(
         "indices-into-dense",
         "class indices passed to a loss that takes one-hot labels",
         _takes(LabelKind.DENSE),
-        _indices_into_dense,
+        _logits_with(lambda op, dtype: _LABELS.astype(dtype)),
     ),
     Scenario(
         "per-example-mask-as-per-class",
