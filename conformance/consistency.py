@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,19 +82,26 @@ def _specials(record: dict[str, Any]) -> dict[str, str]:
 
 
 def _compare(
-    cells: dict[str, dict[str, Any]], what: str, answers_of: Any
+    cells: dict[str, dict[str, Any]],
+    answers_of: Callable[[dict[str, Any]], dict[str, str]],
+    pattern: Callable[[str], str],
 ) -> Iterable[tuple[str, dict[str, str]]]:
-    """Cases whose answers (by `answers_of(record)`) differ between the cells' keys."""
+    """Cases whose answers (`answers_of(record)`) differ in `pattern` between the cells."""
     per_case: dict[str, dict[str, str]] = defaultdict(dict)
     for key, record in cells.items():
         for case, answer in answers_of(record).items():
             per_case[case][key] = answer
     for case, answers in sorted(per_case.items()):
-        if len(answers) < 2:
-            continue
-        signature = special_signature if what == "special value" else str
-        if len({signature(a) for a in answers.values()}) > 1:
+        if len(answers) > 1 and len({pattern(a) for a in answers.values()}) > 1:
             yield case, answers
+
+
+COMPARED = (
+    ("special value", _specials, special_signature),
+    ("invalid-input reaction", _named_reactions, str),
+)
+"""What is compared: its name, its answers per case in a record, and what of an answer
+counts (the NaN / inf / zero pattern of a special value; a reaction as it is)."""
 
 
 def disagreements(
@@ -114,11 +121,8 @@ def disagreements(
         for (adapter, impl, dtype, fixed), cells in sorted(groups.items()):
             if len(cells) < 2:
                 continue
-            for what, answers_of in (
-                ("special value", _specials),
-                ("invalid-input reaction", _named_reactions),
-            ):
-                for case, answers in _compare(cells, what, answers_of):
+            for what, answers_of, pattern in COMPARED:
+                for case, answers in _compare(cells, answers_of, pattern):
                     d = Disagreement(adapter, impl, dtype, axis, fixed, what, case, answers)
                     out.append(_classified(d, entries))
     return out
