@@ -7,7 +7,6 @@ behaviour: an `Implementation` (one user-facing API bound to one catalog op) tak
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,46 +14,42 @@ from typing import Any
 import numpy as np
 
 from conformance.dtypes import FLOAT_DTYPES, dtype_name
-from conformance.ops import LabelKind, Op, Option, Reduction, spec
+from conformance.ops import (
+    ARRAY_OPTIONS,
+    OPTION_DEFAULTS,
+    Axes,
+    LabelKind,
+    Op,
+    Option,
+    Reduction,
+    is_default,
+    spec,
+)
+
+__all__ = [
+    "ARRAY_OPTIONS",
+    "DEVICES",
+    "MODES",
+    "OPTION_DEFAULTS",
+    "Axes",
+    "Call",
+    "ErrorInfo",
+    "Implementation",
+    "NativeFn",
+    "Outcome",
+    "Runner",
+    "UnsupportedCall",
+]
 
 MODES: tuple[str, ...] = ("eager", "compiled", "compiled-xla")
 """eager; compiled: jax.jit, tf.function, torch.compile; compiled-xla: tf.function(jit_compile)."""
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 """Device names are the same for every framework."""
 
-OPTION_DEFAULTS: dict[str, Any] = {
-    "axis": -1,
-    "where": None,
-    "scale": None,
-    "label_smoothing": 0.0,
-    "class_weights": None,
-    "ignore_index": None,
-    "reduction": Reduction.NONE,
-}
-"""Every option a Call may carry, with the value meaning 'not used' (as `reference.evaluate`)."""
-ARRAY_OPTIONS: frozenset[str] = frozenset({"where", "scale", "class_weights"})
-"""Options whose values are arrays: they travel as native arrays, not as trace constants."""
-
 NativeFn = Callable[..., Any]
 """fn(x, labels, **options) -> native array; it receives exactly the options it declares."""
 Runner = Callable[[Any, Any, dict[str, Any], Any], tuple[Any, Any]]
 """runner(x, labels, array_options, cotangent_or_None) -> (value, grad_or_None), native."""
-
-
-class Axes(enum.StrEnum):
-    """Which `axis` values an implementation can express."""
-
-    ELEMENTWISE = "elementwise"
-    """Only axis=None (element-wise binary losses)."""
-    LAST = "last"
-    """Only the last axis (-1 or ndim-1)."""
-    ANY = "any"
-    """Any single int axis."""
-    TUPLE = "tuple"
-    """An int or a tuple of ints (None: every axis)."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class UnsupportedCall(ValueError):
@@ -128,14 +123,9 @@ class Implementation:
             elif key == "reduction":
                 if Reduction(value) not in self.reductions:
                     return f"{self.name} cannot express reduction {Reduction(value)}"
-            elif not _is_default(key, value) and Option(key) not in self.options:
+            elif not is_default(key, value) and Option(key) not in self.options:
                 return f"{self.name} has no option {key}"
         return None
-
-
-def _is_default(key: str, value: Any) -> bool:
-    default = OPTION_DEFAULTS[key]
-    return value is None if default is None else value == default
 
 
 def _check_axis(axes: Axes, axis: Any, ndim: int) -> str | None:

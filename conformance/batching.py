@@ -15,7 +15,7 @@ import numpy as np
 
 from adapters.interface import Implementation
 from conformance.judge import expected, input_key
-from conformance.ops import Reduction
+from conformance.ops import ARRAY_OPTIONS, Reduction
 from conformance.record import Input
 
 GRADIENT_MAX_ELEMENTS = 2**15
@@ -32,7 +32,7 @@ def batch_key(impl: Implementation, item: Input) -> tuple[Any, ...] | None:
     if item.x.ndim < 2 or item.x.shape[0] == 0:
         return None
     opts = item.options
-    if any(opts.get(k) is not None for k in ("where", "scale", "class_weights")):
+    if any(opts.get(k) is not None for k in ARRAY_OPTIONS):
         return None
     if Reduction(opts.get("reduction", Reduction.NONE)) is not Reduction.NONE:
         return None

@@ -26,17 +26,16 @@ import numpy as np
 
 from conformance.dtypes import FloatFormat, float_format
 from conformance.errors import round_to
-from conformance.ops import Op, Reduction
+from conformance.ops import Family, Op, Reduction, family
 
 ELEMENTARY_ULPS = 2.0
 """exp, log and log1p are assumed faithful within this many ULPs (a vectorised libm's)."""
 F = 2.0 * ELEMENTARY_ULPS
 """The same assumption as a relative error in units of u."""
 
-_SOFTMAX_LIKE = (Op.SOFTMAX, Op.LOG_SOFTMAX, Op.LOGSUMEXP)
-_FROM_LOGITS = (Op.SOFTMAX_CROSS_ENTROPY, Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
-_FROM_PROBABILITIES = (Op.PROBABILITY_CROSS_ENTROPY, Op.SPARSE_PROBABILITY_CROSS_ENTROPY)
-_BINARY = (Op.SIGMOID_CROSS_ENTROPY, Op.BINARY_CROSS_ENTROPY)
+_SOFTMAX_LIKE = family(Family.SOFTMAX_LIKE)
+_FROM_LOGITS = family(Family.FROM_LOGITS)
+_BINARY = family(Family.BINARY)
 
 
 def _sum_error(n: int | np.ndarray) -> np.ndarray:
@@ -163,7 +162,7 @@ def _reduce(
             return losses.sum(), bound, np.ones(b)
         if reduction in (Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE):
             value = losses.sum() / b
-            return value, bound / b + abs(value), np.full(b, 1.0 / b)
+            return value, bound / b + abs(value), np.full(b, 1.0 / max(b, 1))
         weight = example_weight.sum()
         value = losses.sum() / weight
         return value, bound / weight + (_sum_error(b) + 1.0) * abs(value), np.full(b, 1.0 / weight)

@@ -122,7 +122,12 @@ def load_examples(key: str) -> tuple[Example, ...] | None:
                 x = _restore(data[f"x{i}"], m["x"])
                 labels = _restore(data[f"labels{i}"], m["labels"]) if m["labels"] else None
                 options = {
-                    k: tuple(v) if isinstance(v, list) else v for k, v in m["options"].items()
+                    k: _restore(data[f"option{i}.{k}"], v["array"])
+                    if isinstance(v, dict)
+                    else tuple(v)
+                    if isinstance(v, list)
+                    else v
+                    for k, v in m["options"].items()
                 }
                 out.append(Example(x, labels, options, m["invalid"]))
             return tuple(out)
@@ -131,7 +136,7 @@ def load_examples(key: str) -> tuple[Example, ...] | None:
 
 
 def store_examples(key: str, examples: tuple[Example, ...]) -> None:
-    """Store draws (options must be JSON: the strategies draw no array options)."""
+    """Store draws: arrays (inputs, labels, array options) by their bits, the rest as JSON."""
     folder = cache_dir("draws")
     if folder is None:
         return
@@ -141,11 +146,18 @@ def store_examples(key: str, examples: tuple[Example, ...]) -> None:
         arrays[f"x{i}"] = _bits(e.x)
         if e.labels is not None:
             arrays[f"labels{i}"] = _bits(e.labels)
+        options: dict[str, Any] = {}
+        for k, v in e.options.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"option{i}.{k}"] = _bits(v)
+                options[k] = {"array": dtype_name(v.dtype)}
+            else:
+                options[k] = v
         meta.append(
             {
                 "x": dtype_name(e.x.dtype),
                 "labels": None if e.labels is None else dtype_name(e.labels.dtype),
-                "options": e.options,
+                "options": options,
                 "invalid": e.invalid,
             }
         )

@@ -10,6 +10,7 @@ phase (`hypothesis.target` on the budget ratio) then climbs toward each cell's w
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import time
@@ -22,7 +23,7 @@ from hypothesis import seed as hypothesis_seed
 
 from adapters.base import Adapter
 from adapters.interface import Axes, Call, Implementation, UnsupportedCall
-from conformance import batching, cache, cases, known, strategies
+from conformance import batching, cache, cases, coverage, known, strategies
 from conformance.dtypes import as_dtype
 from conformance.judge import (
     REFERENCE_SECONDS,
@@ -46,19 +47,14 @@ class Profile:
     """Deterministic Hypothesis draws per cell."""
     targeted: int
     """Targeted-search examples per cell (hypothesis.target on the budget ratio)."""
-    class_counts: tuple[int, ...] | None
-    """Class counts the draws use; a short menu lets rows be batched into one call."""
-    max_rank: int
-    min_rank: int = 1
+    menu: strategies.Menu
+    """The ranks and sizes draws take. Every profile draws every option an implementation
+    declares; the menus only keep compiled cells to few programs."""
     gradients_once: bool = False
     """Judge gradients in one mode per implementation and dtype (the adapter's
     `gradient_mode`) instead of in every mode. A backward pass compiles per shape (about a
     second under XLA), so the quick profile takes each gradient once; ci and thorough judge
     them in every mode."""
-    empty_batches: bool = True
-    """Whether draws may have empty batch dimensions (the corpus has empty inputs anyway)."""
-    label_smoothings: tuple[float, ...] = (0.1, 0.2, 0.5)
-    """The smoothing factors draws use (compiled code bakes each in: one more program)."""
     misuse_every_dtype: bool = True
     """Run the misuse scenarios in every dtype, or only in `misuse_dtype(impl)`: an API's
     reaction to a misuse is a property of the API, and each scenario is another shape."""
@@ -67,21 +63,44 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         "quick",
-        drawn=32,
+        drawn=48,
         targeted=0,
-        class_counts=(3, 1000),
-        max_rank=2,
-        min_rank=2,
+        menu=strategies.Menu(
+            max_rank=4,
+            min_rank=1,
+            class_counts=(3, 1000),
+            batch_sizes=(1, 2, 4, 1, 2, 4, 0),
+            label_smoothings=(0.1,),
+        ),
         gradients_once=True,
-        empty_batches=False,
-        label_smoothings=(0.1,),
         misuse_every_dtype=False,
     ),
     "ci": Profile(
-        "ci", drawn=200, targeted=40, class_counts=(1, 2, 3, 7, 64, 1000, 32768), max_rank=4
+        "ci",
+        drawn=200,
+        targeted=40,
+        menu=strategies.Menu(max_rank=4, class_counts=(1, 2, 3, 7, 64, 1000, 32768)),
     ),
-    "thorough": Profile("thorough", drawn=2000, targeted=400, class_counts=None, max_rank=4),
+    "thorough": Profile("thorough", drawn=2000, targeted=400, menu=strategies.Menu()),
 }
+
+
+def declared(impl: Implementation, profile: Profile) -> frozenset[str]:
+    """The input features `impl` declares that `profile`'s draws can make."""
+    menu = profile.menu
+    return coverage.declared(
+        impl.op,
+        impl.options,
+        impl.axes,
+        impl.reductions,
+        range(menu.min_rank, menu.max_rank + 1),
+        0 in menu.batch_sizes and menu.max_rank >= 2,
+    )
+
+
+def surface(impl: Implementation) -> strategies.Surface:
+    """What the draws for `impl` cover: every option, axis form and reduction it declares."""
+    return strategies.Surface(impl.options, impl.axes, impl.reductions)
 
 
 def options_for(impl: Implementation, options: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +137,7 @@ def corpus_inputs(impl: Implementation, dtype: str) -> list[Input]:
 
 def drawn_inputs(impl: Implementation, dtype: str, profile: Profile, seed: int) -> list[Input]:
     """`profile.drawn` Hypothesis draws, a function of (seed, op, dtype, options) only."""
-    found = _draw(impl.op, dtype, impl.options, impl.axes is Axes.LAST, profile, seed)
+    found = _draw(impl.op, dtype, surface(impl), profile, seed)
     return [
         Input(f"drawn-{i}", e.x, e.labels, options_for(impl, e.options), e.invalid)
         for i, e in enumerate(found)
@@ -129,29 +148,18 @@ def drawn_inputs(impl: Implementation, dtype: str, profile: Profile, seed: int) 
 def _draw(
     op: Op,
     dtype: str,
-    options: frozenset[Option],
-    last_axis_only: bool,
+    drawn_surface: strategies.Surface,
     profile: Profile,
     seed: int,
 ) -> tuple[strategies.Example, ...]:
     """The draws themselves, cached in memory (every mode and device of a cell family
     shares them) and on disk (every worker, every framework, every later run)."""
-    key = cache.draws_key(op.value, dtype, sorted(options), last_axis_only, profile, seed)
+    key = cache.draws_key(op.value, dtype, drawn_surface, profile, seed)
     stored = cache.load_examples(key)
     if stored is not None:
         return stored
     found: list[strategies.Example] = []
-    strategy = strategies.examples(
-        op,
-        dtype,
-        options,
-        max_rank=profile.max_rank,
-        class_counts=profile.class_counts,
-        last_axis_only=last_axis_only,
-        min_rank=profile.min_rank,
-        empty_batches=profile.empty_batches,
-        label_smoothings=profile.label_smoothings,
-    )
+    strategy = strategies.examples(op, dtype, drawn_surface, profile.menu)
 
     @hypothesis_seed(seed)
     @settings(
@@ -335,10 +343,9 @@ def targeted_search(
     strategy = strategies.examples(
         impl.op,
         dtype,
-        impl.options,
-        max_rank=profile.max_rank,
+        surface(impl),
+        dataclasses.replace(profile.menu, class_counts=None),
         invalid=False,
-        last_axis_only=impl.axes is Axes.LAST,
     )
     counter = [0]
 
@@ -417,6 +424,8 @@ def run_cell(
         opts = options_for(impl, {})
         result.misuse = run_misuse(adapter, impl, as_dtype(dtype), device, mode, opts)
     result.reference_s = REFERENCE_SECONDS[0] - reference_before
+    judged = [(item, returned["cotangent"] is not None) for item, _, returned in result.judgements]
+    result.coverage = coverage.summary(impl.op, judged, declared(impl, profile))
     return cell_record(
         adapter,
         impl,

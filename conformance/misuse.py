@@ -18,11 +18,11 @@ import numpy as np
 from adapters.base import Adapter
 from adapters.interface import Call, Implementation, UnsupportedCall
 from conformance import reference
-from conformance.ops import CATALOG, LabelKind, Op, Option
+from conformance.ops import CATALOG, Family, LabelKind, Op, Option, family
 
-_LOGIT_LOSSES = (Op.SOFTMAX_CROSS_ENTROPY, Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
+_LOGIT_LOSSES = family(Family.FROM_LOGITS)
 _FROM_LOGITS = (*_LOGIT_LOSSES, Op.SIGMOID_CROSS_ENTROPY)
-_PROBABILITY_LOSSES = (Op.PROBABILITY_CROSS_ENTROPY, Op.SPARSE_PROBABILITY_CROSS_ENTROPY)
+_PROBABILITY_LOSSES = family(Family.FROM_PROBABILITIES)
 _ROWS, _CLASSES = 4, 5
 _LABELS = np.array([0, 3, 1, 4])
 _KEPT = np.array([True, True, False, True, False])

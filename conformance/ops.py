@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 class Op(enum.StrEnum):
@@ -70,6 +71,99 @@ class Option(enum.StrEnum):
     """logsumexp's non-negative factors b: log sum_j b_j exp(x_j) (jax's `b=`)."""
 
 
+class OptionKind(enum.StrEnum):
+    """What an option's value is, which says how it travels and how it is compared."""
+
+    AXIS = "axis"
+    """An int, a tuple of ints or None (compiled code bakes it in)."""
+    ARRAY = "array"
+    """A numpy array (a mask, factors, weights): passed as a native array, not a constant."""
+    SCALAR = "scalar"
+    """A Python number (compiled code bakes it in: each value is one more program)."""
+    CHOICE = "choice"
+    """One of an enum's values."""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: its name, the value that means 'not used', and what kind of value it is."""
+
+    option: Option
+    default: Any
+    kind: OptionKind
+
+    @property
+    def name(self) -> str:
+        return self.option.value
+
+    def is_default(self, value: Any) -> bool:
+        """Whether `value` means the same as leaving the option out."""
+        if self.default is None:
+            return value is None
+        if self.kind is OptionKind.CHOICE:
+            return type(self.default)(value) == self.default
+        if isinstance(value, tuple | list):
+            return False
+        return bool(value == self.default)
+
+
+OPTIONS: dict[Option, OptionSpec] = {
+    o.option: o
+    for o in (
+        OptionSpec(Option.AXIS, -1, OptionKind.AXIS),
+        OptionSpec(Option.WHERE, None, OptionKind.ARRAY),
+        OptionSpec(Option.LABEL_SMOOTHING, 0.0, OptionKind.SCALAR),
+        OptionSpec(Option.CLASS_WEIGHTS, None, OptionKind.ARRAY),
+        OptionSpec(Option.IGNORE_INDEX, None, OptionKind.SCALAR),
+        OptionSpec(Option.REDUCTION, Reduction.NONE, OptionKind.CHOICE),
+        OptionSpec(Option.SCALE, None, OptionKind.ARRAY),
+    )
+}
+"""The one table of options: every other module derives names, defaults and kinds from it."""
+assert set(OPTIONS) == set(Option), "every option has one row"
+
+OPTION_DEFAULTS: dict[str, Any] = {o.name: o.default for o in OPTIONS.values()}
+"""Option name -> the value meaning 'not used' (derived from `OPTIONS`)."""
+ARRAY_OPTIONS: frozenset[str] = frozenset(
+    o.name for o in OPTIONS.values() if o.kind is OptionKind.ARRAY
+)
+"""Options whose values are arrays: they travel as native arrays, not as trace constants."""
+
+
+def is_default(name: str, value: Any) -> bool:
+    """Whether option `name` set to `value` means the same as leaving it out."""
+    return OPTIONS[Option(name)].is_default(value)
+
+
+class Family(enum.StrEnum):
+    """Operations that share a formula and an error analysis."""
+
+    SOFTMAX_LIKE = "softmax-like"
+    """softmax, log_softmax, logsumexp: no labels, any axes."""
+    FROM_LOGITS = "from-logits"
+    """Cross-entropy from logits, dense or integer labels."""
+    FROM_PROBABILITIES = "from-probabilities"
+    """Cross-entropy from probabilities, dense or integer labels."""
+    BINARY = "binary"
+    """Element-wise binary cross-entropy, from logits or probabilities."""
+
+
+class Axes(enum.StrEnum):
+    """Which `axis` values an implementation can express."""
+
+    ELEMENTWISE = "elementwise"
+    """Only axis=None (element-wise binary losses)."""
+    LAST = "last"
+    """Only the last axis (-1 or ndim-1)."""
+    ANY = "any"
+    """Any single int axis."""
+    TUPLE = "tuple"
+    """An int or a tuple of ints (None: every axis)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class LabelKind(enum.StrEnum):
     """What the second argument of a loss is."""
 
@@ -87,6 +181,7 @@ class OpSpec:
     """What the catalog knows about one operation."""
 
     op: Op
+    family: Family
     labels: LabelKind
     options: frozenset[Option]
     reduces_axis: bool
@@ -98,33 +193,43 @@ class OpSpec:
 _SOFTMAX_LIKE = frozenset({Option.AXIS, Option.WHERE})
 _BINARY = frozenset({Option.AXIS, Option.REDUCTION, Option.LABEL_SMOOTHING})
 _LOSS = frozenset({Option.AXIS, Option.REDUCTION, Option.LABEL_SMOOTHING, Option.CLASS_WEIGHTS})
+_S, _L, _P, _B = Family.SOFTMAX_LIKE, Family.FROM_LOGITS, Family.FROM_PROBABILITIES, Family.BINARY
 
 CATALOG: dict[Op, OpSpec] = {
     spec.op: spec
     for spec in (
-        OpSpec(Op.SOFTMAX, LabelKind.NONE, _SOFTMAX_LIKE, False, tuple_axis=True),
-        OpSpec(Op.LOG_SOFTMAX, LabelKind.NONE, _SOFTMAX_LIKE, False, tuple_axis=True),
-        OpSpec(Op.LOGSUMEXP, LabelKind.NONE, _SOFTMAX_LIKE | {Option.SCALE}, True, tuple_axis=True),
-        OpSpec(Op.SOFTMAX_CROSS_ENTROPY, LabelKind.DENSE, _LOSS | {Option.WHERE}, True),
+        OpSpec(Op.SOFTMAX, _S, LabelKind.NONE, _SOFTMAX_LIKE, False, tuple_axis=True),
+        OpSpec(Op.LOG_SOFTMAX, _S, LabelKind.NONE, _SOFTMAX_LIKE, False, tuple_axis=True),
+        OpSpec(
+            Op.LOGSUMEXP, _S, LabelKind.NONE, _SOFTMAX_LIKE | {Option.SCALE}, True, tuple_axis=True
+        ),
+        OpSpec(Op.SOFTMAX_CROSS_ENTROPY, _L, LabelKind.DENSE, _LOSS | {Option.WHERE}, True),
         OpSpec(
             Op.SPARSE_SOFTMAX_CROSS_ENTROPY,
+            _L,
             LabelKind.INTEGER,
             _LOSS | {Option.IGNORE_INDEX, Option.WHERE},
             True,
         ),
         OpSpec(
-            Op.PROBABILITY_CROSS_ENTROPY, LabelKind.DENSE, _LOSS, True, input_is_probability=True
+            Op.PROBABILITY_CROSS_ENTROPY,
+            _P,
+            LabelKind.DENSE,
+            _LOSS,
+            True,
+            input_is_probability=True,
         ),
         OpSpec(
             Op.SPARSE_PROBABILITY_CROSS_ENTROPY,
+            _P,
             LabelKind.INTEGER,
             _LOSS | {Option.IGNORE_INDEX},
             True,
             input_is_probability=True,
         ),
-        OpSpec(Op.SIGMOID_CROSS_ENTROPY, LabelKind.BINARY, _BINARY, False),
+        OpSpec(Op.SIGMOID_CROSS_ENTROPY, _B, LabelKind.BINARY, _BINARY, False),
         OpSpec(
-            Op.BINARY_CROSS_ENTROPY, LabelKind.BINARY, _BINARY, False, input_is_probability=True
+            Op.BINARY_CROSS_ENTROPY, _B, LabelKind.BINARY, _BINARY, False, input_is_probability=True
         ),
     )
 }
@@ -133,3 +238,8 @@ CATALOG: dict[Op, OpSpec] = {
 def spec(op: Op | str) -> OpSpec:
     """The catalog entry of `op` (by enum or name)."""
     return CATALOG[Op(op)]
+
+
+def family(name: Family) -> tuple[Op, ...]:
+    """The ops of a family, in catalog order (families are declared once, in `CATALOG`)."""
+    return tuple(op for op, entry in CATALOG.items() if entry.family is name)

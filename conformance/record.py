@@ -49,6 +49,8 @@ class CellResult:
     """Seconds spent in the reference (answers another cell computed are reused)."""
     gradients: bool = True
     """Whether this cell judges gradients (see Profile.gradients_once)."""
+    coverage: dict[str, Any] = field(default_factory=dict)
+    """`coverage.summary` of the judged inputs."""
 
     def add(self, item: Input, j: Judgement, returned: dict[str, Any]) -> None:
         self.judgements.append((item, j, returned))
@@ -146,6 +148,7 @@ def cell_record(
         },
         "reactions": {i.case: j.reaction for i, j, _ in result.judgements if j.reaction},
         "misuse": result.misuse,
+        "coverage": result.coverage,
         "unsupported": sorted(set(result.unsupported))[:MAX_FINDINGS],
         "worst": None if worst_item is None else _worst_json(adapter, impl, mode, worst_item),
         "messages": sorted(result.messages)[:MAX_MESSAGES],

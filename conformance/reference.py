@@ -29,29 +29,22 @@ from conformance import _reference_kernels as K
 from conformance._reference_core import Exact, Undefined, tiered
 from conformance._reference_kernels import Rows
 from conformance.dtypes import FloatFormat, float_format
-from conformance.ops import Op, Option, Reduction, spec
+from conformance.ops import (
+    OPTION_DEFAULTS,
+    Family,
+    Op,
+    Option,
+    Reduction,
+    family,
+    is_default,
+    spec,
+)
 
 __all__ = ["Exact", "Undefined", "evaluate", "log_softmax", "logsumexp", "softmax", "vjp"]
 
-_SOFTMAX_LIKE = (Op.SOFTMAX, Op.LOG_SOFTMAX, Op.LOGSUMEXP)
-_DEFAULTS: dict[str, object] = {
-    "axis": -1,
-    "where": None,
-    "scale": None,
-    "label_smoothing": 0.0,
-    "class_weights": None,
-    "ignore_index": None,
-    "reduction": Reduction.NONE,
-    "target": None,
-}
-_OPTION_OF = {
-    "where": Option.WHERE,
-    "scale": Option.SCALE,
-    "label_smoothing": Option.LABEL_SMOOTHING,
-    "class_weights": Option.CLASS_WEIGHTS,
-    "ignore_index": Option.IGNORE_INDEX,
-    "reduction": Option.REDUCTION,
-}
+_SOFTMAX_LIKE = family(Family.SOFTMAX_LIKE)
+_DEFAULTS: dict[str, object] = {**OPTION_DEFAULTS, "target": None}
+"""The catalog's options (`ops.OPTIONS`) and the accuracy target."""
 
 
 def evaluate(
@@ -199,13 +192,8 @@ class RowView:
 
 def _check_options(op: Op, opts: dict[str, object]) -> None:
     allowed = spec(op).options
-    for name, option in _OPTION_OF.items():
-        value = opts[name]
-        default = _DEFAULTS[name]
-        changed = value is not None if default is None else value != default
-        if name == "reduction":
-            changed = Reduction(value) != Reduction.NONE
-        if changed and option not in allowed:
+    for name in OPTION_DEFAULTS:
+        if not is_default(name, opts[name]) and Option(name) not in allowed:
             raise ValueError(f"{op} takes no {name}= option")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from conformance.dtypes import FLOAT_DTYPES, as_dtype, float_format
-from conformance.ops import CATALOG, LabelKind, Op, Option
+from conformance.ops import CATALOG, Axes, LabelKind, Op, Option, Reduction
 
 IGNORE_INDEX = -100
 """The ignore index the strategies use (torch's default)."""
@@ -66,43 +66,78 @@ class Example:
     """True when the labels break the API's contract (out of range, not normalised)."""
 
 
+@dataclass(frozen=True)
+class Surface:
+    """What one implementation can be called with; the draws cover all of it."""
+
+    options: frozenset[Option]
+    axes: Axes = Axes.ANY
+    reductions: tuple[Reduction, ...] = (Reduction.NONE,)
+
+
+@dataclass(frozen=True)
+class Menu:
+    """The sizes draws take (a profile's choice): a short menu keeps compiled cells to few
+    programs, since each distinct shape, axis and baked-in scalar is one compilation."""
+
+    max_rank: int = 4
+    min_rank: int = 1
+    class_counts: tuple[int, ...] | None = None
+    """Class-axis lengths; None: anything from 1 to 2**17 (and rarely 0)."""
+    batch_sizes: tuple[int, ...] = (1, 1, 2, 3, 4, 5, 0)
+    """Lengths of the other axes (0: an empty batch)."""
+    label_smoothings: tuple[float, ...] = (0.1, 0.2, 0.5)
+
+
+@st.composite
+def class_axes(draw: st.DrawFn, rank: int, axes: Axes) -> int | tuple[int, ...] | None:
+    """The class axis (or axes) an implementation declares it can take: the last; any
+    single axis, negative or not; or a tuple of distinct axes in any order."""
+    if axes is Axes.ELEMENTWISE:
+        return None
+    if axes is Axes.LAST:
+        return -1 if draw(st.booleans()) else rank - 1
+    if axes is Axes.TUPLE and draw(st.integers(0, 2)) == 0:
+        chosen = draw(st.permutations(range(rank)))[: draw(st.integers(1, rank))]
+        return tuple(a - rank if draw(st.booleans()) else a for a in chosen)
+    axis = draw(st.integers(0, rank - 1))
+    return axis - rank if draw(st.booleans()) else axis
+
+
 @st.composite
 def shapes(
-    draw: st.DrawFn,
-    *,
-    max_rank: int = 4,
-    class_counts: tuple[int, ...] | None = None,
-    min_rank: int = 1,
-    empty_batches: bool = True,
+    draw: st.DrawFn, rank: int, axis: int | tuple[int, ...] | None, menu: Menu
 ) -> tuple[int, ...]:
-    """Ranks 1-4; size-1 and (rarely) empty dimensions; class counts up to 2**17 (rarely),
-    or from the menu `class_counts` (so that rows of equal length can be batched)."""
-    rank = draw(st.integers(min(min_rank, max_rank), max_rank))
-    sizes = [1, 1, 2, 3, 4, 5, 0] if empty_batches else [1, 1, 2, 3, 4, 5]
-    batch = draw(st.lists(st.sampled_from(sizes), min_size=rank - 1, max_size=rank - 1))
-    if class_counts:
-        return (*batch, draw(st.sampled_from(class_counts)))
-    classes = draw(
-        st.one_of(
-            st.integers(1, 8),
-            st.integers(9, 300),
-            st.sampled_from([1000, 4096, 32000, 131072]),
-        )
-    )
-    if draw(st.integers(0, 49)) == 0:
-        classes = 0  # an empty class axis, rarely
-    shape = [*batch, classes]
-    # bound the element count so a draw stays cheap
-    while int(np.prod(shape)) > 2**18 and len(shape) > 1:
-        shape.pop(0)
+    """A rank-`rank` shape whose class axis (axes) takes a class count and whose other
+    axes take batch sizes (size 1 and empty included): so the class axis is followed by
+    size-1 axes as often as it ends the shape."""
+    class_dims = set() if axis is None else {a % rank for a in _as_tuple(axis)}
+    shape = list(draw(st.lists(st.sampled_from(menu.batch_sizes), min_size=rank, max_size=rank)))
+    for i, a in enumerate(sorted(class_dims)):
+        if i and menu.class_counts:  # a tuple of axes: the others are short
+            shape[a] = draw(st.sampled_from([1, 2, 3]))
+        elif menu.class_counts:
+            shape[a] = draw(st.sampled_from(menu.class_counts))
+        else:
+            shape[a] = draw(
+                st.one_of(
+                    st.integers(1, 8),
+                    st.integers(9, 300),
+                    st.sampled_from([1000, 4096, 32000, 131072]),
+                )
+            )
+            if draw(st.integers(0, 49)) == 0:
+                shape[a] = 0  # an empty class axis, rarely
+    # bound the element count so a draw stays cheap: shrink batch axes first
+    for i in sorted(set(range(rank)) - class_dims, key=lambda i: -shape[i]):
+        if math.prod(shape) <= 2**18:
+            break
+        shape[i] = 1
     return tuple(shape)
 
 
-@st.composite
-def axes(draw: st.DrawFn, rank: int) -> int:
-    """An axis of a rank-`rank` array, negative or not."""
-    axis = draw(st.integers(0, rank - 1))
-    return axis - rank if draw(st.booleans()) else axis
+def _as_tuple(axis: int | tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(axis) if isinstance(axis, tuple | list) else (int(axis),)
 
 
 _SCALES = (0.0, 1e-3, 1.0, 10.0, 100.0, 1e3, 1e4)
@@ -206,51 +241,116 @@ def dense_labels(
 
 
 @st.composite
+def masks(draw: st.DrawFn, shape: tuple[int, ...], class_dims: tuple[int, ...]) -> np.ndarray:
+    """A `where=` mask broadcastable to `shape`: per entry, per example (size 1 along the
+    class axes) or per class (size 1 along the others); partly and fully masked rows."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    form = draw(st.sampled_from(["entry", "entry", "entry", "example", "class"]))
+    mask_shape = tuple(
+        1
+        if (form == "example" and i in class_dims) or (form == "class" and i not in class_dims)
+        else n
+        for i, n in enumerate(shape)
+    )
+    keep = draw(st.sampled_from([0.3, 0.7, 0.9]))
+    mask = rng.random(mask_shape) < keep
+    if form != "class" and mask.size and draw(st.booleans()):
+        rows = np.moveaxis(mask, class_dims, tuple(range(-len(class_dims), 0)))
+        flat = rows.reshape(-1, math.prod(rows.shape[len(shape) - len(class_dims) :]))
+        flat[rng.random(len(flat)) < 0.4] = False  # fully masked rows
+        mask = np.moveaxis(flat.reshape(rows.shape), tuple(range(-len(class_dims), 0)), class_dims)
+    return np.ascontiguousarray(mask)
+
+
+def _masked_values(draw: st.DrawFn, x: np.ndarray, mask: np.ndarray, dtype: str) -> np.ndarray:
+    """`x` with some masked entries set to what must not matter: huge, +-inf or NaN."""
+    if not x.size or draw(st.integers(0, 2)):
+        return x
+    value = draw(st.sampled_from([float_format(dtype).max, np.inf, -np.inf, np.nan]))
+    hidden = ~np.broadcast_to(mask, x.shape)
+    with np.errstate(over="ignore"):
+        return np.where(hidden, np.asarray(value).astype(x.dtype), x)
+
+
+@st.composite
+def scale_factors(
+    draw: st.DrawFn, shape: tuple[int, ...], class_dims: tuple[int, ...], dtype: str
+) -> np.ndarray:
+    """logsumexp's factors b >= 0, per entry or per class: zeros (a removed term, a row of
+    zeros: -inf), ones, and spreads over powers of ten."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    per_class = draw(st.booleans())
+    b_shape = tuple(1 if per_class and i not in class_dims else n for i, n in enumerate(shape))
+    kind = draw(st.sampled_from(["uniform", "powers", "ones"]))
+    if kind == "ones":
+        b = np.ones(b_shape)
+    elif kind == "powers":
+        b = _POWERS_OF_TEN[rng.integers(0, 7, size=b_shape)]
+    else:
+        b = rng.random(b_shape) * 2.0
+    if b.size and draw(st.booleans()):
+        b = np.where(rng.random(b_shape) < 0.3, 0.0, b)  # removed terms, sometimes whole rows
+    return b.astype(as_dtype(dtype))
+
+
+@st.composite
+def class_weights(draw: st.DrawFn, classes: int, dtype: str) -> np.ndarray:
+    """A weight per class: spreads, zeros (a class that counts for nothing), all zero."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["uniform", "uniform", "some-zero", "all-zero", "powers"]))
+    w = rng.uniform(0.1, 3.0, size=classes)
+    if kind == "some-zero":
+        w = np.where(rng.random(classes) < 0.4, 0.0, w)
+    elif kind == "all-zero":
+        w = np.zeros(classes)
+    elif kind == "powers":
+        w = _POWERS_OF_TEN[rng.integers(0, 7, size=classes)]
+    return w.astype(as_dtype(dtype))
+
+
+@st.composite
 def examples(
     draw: st.DrawFn,
     op: Op,
     dtype: str,
-    supported: frozenset[Option] | None = None,
+    surface: Surface | None = None,
+    menu: Menu = Menu(),
     *,
     invalid: bool = True,
-    max_rank: int = 4,
-    class_counts: tuple[int, ...] | None = None,
-    last_axis_only: bool = False,
-    min_rank: int = 1,
-    empty_batches: bool = True,
-    label_smoothings: tuple[float, ...] = (0.1, 0.2, 0.5),
 ) -> Example:
-    """An input of `op` in `dtype`, using only the `supported` options of an implementation."""
+    """An input of `op` in `dtype` that sets the options of `surface` (by default, all
+    the catalog's), each drawn from its own strategy (`OPTION_DRAWS` says which)."""
     spec = CATALOG[op]
-    supported = spec.options if supported is None else supported
-    shape = draw(
-        shapes(
-            max_rank=max_rank,
-            class_counts=class_counts,
-            min_rank=min_rank,
-            empty_batches=empty_batches,
+    if surface is None:
+        surface = Surface(
+            spec.options, Axes.TUPLE if spec.tuple_axis else Axes.ANY, tuple(Reduction)
         )
-    )
+    supported = surface.options
     binary = spec.labels is LabelKind.BINARY
-    axis = -1 if last_axis_only or binary or max_rank <= 2 else draw(axes(len(shape)))
+    rank = draw(st.integers(min(menu.min_rank, menu.max_rank), menu.max_rank))
+    axis = -1 if binary else draw(class_axes(rank, surface.axes))
+    shape = draw(shapes(rank, axis, menu))
+    class_dims = tuple(sorted({a % rank for a in _as_tuple(axis)}))
     options: dict[str, Any] = {}
-    if spec.labels is not LabelKind.BINARY:
+    if not binary:
         options[Option.AXIS.value] = axis
     if spec.input_is_probability:
-        x = _probabilities(draw, shape, axis, dtype, binary=spec.labels is LabelKind.BINARY)
+        x = _probabilities(draw, shape, axis, dtype, binary=binary)
     else:
         x = draw(
             float_arrays(
                 shape, dtype, specials=spec.labels is LabelKind.NONE or draw(st.integers(0, 4)) == 0
             )
         )
+    classes = math.prod(shape[a] for a in class_dims) if class_dims else 0
     labels, bad = None, False
     if spec.labels is LabelKind.INTEGER:
-        labels, bad = draw(
-            integer_labels(tuple(np.delete(shape, axis % len(shape))), shape[axis], invalid=invalid)
-        )
+        labels_shape = tuple(np.delete(shape, axis % rank))
+        labels, bad = draw(integer_labels(labels_shape, shape[axis], invalid=invalid))
         if Option.IGNORE_INDEX in supported:
             options[Option.IGNORE_INDEX.value] = IGNORE_INDEX
+            if labels.size and draw(st.integers(0, 7)) == 0:
+                labels = np.full_like(labels, IGNORE_INDEX)  # an all-ignored batch
         elif (labels == IGNORE_INDEX).any():
             labels = np.where(labels == IGNORE_INDEX, 0, labels)
         # invalid means a label that is neither a class nor ignored (with no class at all,
@@ -259,19 +359,31 @@ def examples(
         bad = bool(np.any(~ignored & ((labels < 0) | (labels >= shape[axis]))))
     elif spec.labels is LabelKind.DENSE:
         labels, bad = draw(dense_labels(shape, axis, dtype, invalid=invalid))
-    elif spec.labels is LabelKind.BINARY:
+    elif binary:
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
         soft = draw(st.booleans())
         z = rng.random(shape) if soft else rng.integers(0, 2, size=shape).astype(float)
         labels = z.astype(as_dtype(dtype))
+    if Option.WHERE in supported and draw(st.integers(0, 2)) == 0:
+        mask = draw(masks(shape, class_dims))
+        options[Option.WHERE.value] = mask
+        if not spec.input_is_probability:
+            x = _masked_values(draw, x, mask, dtype)
+    if Option.SCALE in supported and draw(st.integers(0, 2)) == 0:
+        options[Option.SCALE.value] = draw(scale_factors(shape, class_dims, dtype))
+    if Option.CLASS_WEIGHTS in supported and draw(st.integers(0, 2)) == 0:
+        options[Option.CLASS_WEIGHTS.value] = draw(class_weights(classes, dtype))
+    if Option.REDUCTION in supported and len(surface.reductions) > 1:
+        options[Option.REDUCTION.value] = draw(st.sampled_from(surface.reductions))
     if Option.LABEL_SMOOTHING in supported and draw(st.integers(0, 3)) == 0:
-        options[Option.LABEL_SMOOTHING.value] = draw(st.sampled_from(label_smoothings))
+        options[Option.LABEL_SMOOTHING.value] = draw(st.sampled_from(menu.label_smoothings))
     return Example(x=x, labels=labels, options=options, invalid=bad)
 
 
 def _probabilities(draw: st.DrawFn, shape, axis, dtype: str, *, binary: bool) -> np.ndarray:
     """Probabilities: a softmax of logits (rows sum to 1 up to rounding), or values in [0, 1]."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    axis = -1 if axis is None else axis
     if binary:
         p = _power(rng.random(shape), draw(st.sampled_from([1, 4, 30])))
     else:

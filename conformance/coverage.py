@@ -1,0 +1,158 @@
+"""What a cell exercised: the option values and input classes of the inputs it judged.
+
+Every input is described by a set of *features* ('axis:non-last', 'where:fully-masked-row',
+'reduction:weighted_mean', 'empty', ...). An implementation *declares* the features its
+options, axis forms and reductions make possible (`declared`); a cell's record counts the
+features it judged, with and without a gradient (`exercised`), and names what was declared
+but never drawn, as a coverage report names the lines no test ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from conformance.ops import CATALOG, Axes, LabelKind, Op, Option, Reduction, is_default
+from conformance.record import Input
+
+_AXIS_FEATURES: dict[Axes, frozenset[str]] = {
+    Axes.ELEMENTWISE: frozenset(),
+    Axes.LAST: frozenset({"axis:last"}),
+    Axes.ANY: frozenset({"axis:last", "axis:non-last", "axis:followed-by-size-1"}),
+    Axes.TUPLE: frozenset({"axis:last", "axis:non-last", "axis:followed-by-size-1", "axis:tuple"}),
+}
+_OPTION_FEATURES: dict[Option, frozenset[str]] = {
+    Option.AXIS: frozenset(),  # by the axis form (`_AXIS_FEATURES`)
+    Option.REDUCTION: frozenset(),  # by the reductions offered
+    Option.WHERE: frozenset(
+        {
+            "where:partly-masked",
+            "where:fully-masked-row",
+            "where:broadcast",
+            "where:hidden-nonfinite",
+        }
+    ),
+    Option.SCALE: frozenset({"scale:set", "scale:zero", "scale:broadcast"}),
+    Option.CLASS_WEIGHTS: frozenset({"class_weights:set", "class_weights:zero"}),
+    Option.IGNORE_INDEX: frozenset({"ignore_index:some", "ignore_index:all"}),
+    Option.LABEL_SMOOTHING: frozenset({"label_smoothing:set"}),
+}
+"""The features each option must show in a cell's draws (tests/test_coverage.py)."""
+assert set(_OPTION_FEATURES) == set(Option), "every option says what drawing it means"
+
+
+def declared(
+    op: Op,
+    options: frozenset[Option],
+    axes: Axes,
+    reductions: tuple[Reduction, ...],
+    ranks: range,
+    empty: bool,
+) -> frozenset[str]:
+    """The features an implementation's declaration makes possible within a menu's ranks."""
+    out = set(_AXIS_FEATURES[axes]) if CATALOG[op].labels is not LabelKind.BINARY else set()
+    for option in options:
+        out |= _OPTION_FEATURES[option]
+    if len(reductions) > 1:
+        out |= {f"reduction:{r.value}" for r in reductions}
+    out |= {f"rank:{r}" for r in ranks}
+    if empty:
+        out.add("empty")
+    return frozenset(out)
+
+
+def features(op: Op, item: Input) -> frozenset[str]:
+    """The features of one input."""
+    x, opts = item.x, item.options
+    out = {f"rank:{x.ndim}"}
+    if x.size == 0:
+        out.add("empty")
+    if not np.isfinite(x.astype(np.float64)).all():
+        out.add("nonfinite")
+    if item.invalid:
+        out.add("invalid")
+    class_dims = _class_dims(op, opts.get("axis", -1), x.ndim)
+    if CATALOG[op].labels is not LabelKind.BINARY and x.ndim:
+        axis = opts.get("axis", -1)
+        if axis is None or isinstance(axis, tuple | list) and len(axis) > 1:
+            out.add("axis:tuple")
+        elif class_dims == (x.ndim - 1,):
+            out.add("axis:last")
+        else:
+            out.add("axis:non-last")
+            if all(n == 1 for n in x.shape[max(class_dims) + 1 :]):
+                out.add("axis:followed-by-size-1")
+    where = opts.get("where")
+    if where is not None:
+        out |= _mask_features(np.asarray(where, bool), x, class_dims)
+    scale = opts.get("scale")
+    if scale is not None:
+        out.add("scale:set")
+        if (np.asarray(scale) == 0).any():
+            out.add("scale:zero")
+        if np.shape(scale) != x.shape:
+            out.add("scale:broadcast")
+    weights = opts.get("class_weights")
+    if weights is not None:
+        out.add("class_weights:set")
+        if (np.asarray(weights) == 0).any():
+            out.add("class_weights:zero")
+    ignore = opts.get("ignore_index")
+    if ignore is not None and item.labels is not None and item.labels.size:
+        ignored = np.asarray(item.labels) == ignore
+        if ignored.all():
+            out.add("ignore_index:all")
+        elif ignored.any():
+            out.add("ignore_index:some")
+    if "reduction" in opts:
+        out.add(f"reduction:{Reduction(opts['reduction']).value}")
+    if not is_default("label_smoothing", opts.get("label_smoothing", 0.0)):
+        out.add("label_smoothing:set")
+    return frozenset(out)
+
+
+def _class_dims(op: Op, axis: Any, ndim: int) -> tuple[int, ...]:
+    if not ndim:
+        return ()
+    if axis is None:
+        return tuple(range(ndim)) if CATALOG[op].labels is not LabelKind.BINARY else ()
+    axes = tuple(axis) if isinstance(axis, tuple | list) else (int(axis),)
+    return tuple(sorted({int(a) % ndim for a in axes}))
+
+
+def _mask_features(mask: np.ndarray, x: np.ndarray, class_dims: tuple[int, ...]) -> set[str]:
+    out = set()
+    if mask.shape != x.shape:
+        out.add("where:broadcast")
+    full = np.broadcast_to(mask, x.shape)
+    hidden = x[~full] if x.size else x.reshape(-1)
+    if hidden.size and not np.isfinite(hidden.astype(np.float64)).all():
+        out.add("where:hidden-nonfinite")
+    if not x.size or not class_dims:
+        return out
+    rows = np.moveaxis(full, class_dims, tuple(range(-len(class_dims), 0)))
+    rows = rows.reshape(-1, int(np.prod([x.shape[a] for a in class_dims])))
+    kept = rows.sum(axis=1)
+    if ((kept > 0) & (kept < rows.shape[1])).any():
+        out.add("where:partly-masked")
+    if rows.shape[1] and (kept == 0).any():
+        out.add("where:fully-masked-row")
+    return out
+
+
+def summary(
+    op: Op, judged: list[tuple[Input, bool]], wanted: frozenset[str]
+) -> dict[str, Any]:
+    """A cell's coverage: per feature, [inputs judged, of which with a gradient]; and the
+    declared features no judged input showed."""
+    counts: dict[str, list[int]] = {}
+    for item, with_gradient in judged:
+        for feature in features(op, item):
+            entry = counts.setdefault(feature, [0, 0])
+            entry[0] += 1
+            entry[1] += int(with_gradient)
+    return {
+        "exercised": dict(sorted(counts.items())),
+        "not_drawn": sorted(wanted - set(counts)),
+    }
