@@ -75,7 +75,7 @@ def features(op: Op, item: Input) -> frozenset[str]:
     class_dims = _class_dims(op, opts.get("axis", -1), x.ndim)
     if CATALOG[op].labels is not LabelKind.BINARY and x.ndim:
         axis = opts.get("axis", -1)
-        if axis is None or isinstance(axis, tuple | list) and len(axis) > 1:
+        if axis is None or (isinstance(axis, tuple | list) and len(axis) > 1):
             out.add("axis:tuple")
         elif class_dims == (x.ndim - 1,):
             out.add("axis:last")
@@ -141,9 +141,7 @@ def _mask_features(mask: np.ndarray, x: np.ndarray, class_dims: tuple[int, ...])
     return out
 
 
-def summary(
-    op: Op, judged: list[tuple[Input, bool]], wanted: frozenset[str]
-) -> dict[str, Any]:
+def summary(op: Op, judged: list[tuple[Input, bool]], wanted: frozenset[str]) -> dict[str, Any]:
     """A cell's coverage: per feature, [inputs judged, of which with a gradient]; and the
     declared features no judged input showed."""
     counts: dict[str, list[int]] = {}
