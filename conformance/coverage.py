@@ -15,6 +15,7 @@ import numpy as np
 
 from conformance.ops import CATALOG, Axes, LabelKind, Op, Option, Reduction, is_default
 from conformance.record import Input
+from conformance.strategies import Example
 
 _AXIS_FEATURES: dict[Axes, frozenset[str]] = {
     Axes.ELEMENTWISE: frozenset(),
@@ -62,8 +63,8 @@ def declared(
     return frozenset(out)
 
 
-def features(op: Op, item: Input) -> frozenset[str]:
-    """The features of one input."""
+def features(op: Op, item: Input | Example) -> frozenset[str]:
+    """The features of one input (judged, or drawn)."""
     x, opts = item.x, item.options
     out = {f"rank:{x.ndim}"}
     if x.size == 0:

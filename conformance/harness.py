@@ -10,6 +10,7 @@ phase (`hypothesis.target` on the budget ratio) then climbs toward each cell's w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -87,12 +88,15 @@ PROFILES: dict[str, Profile] = {
 
 def declared(impl: Implementation, profile: Profile) -> frozenset[str]:
     """The input features `impl` declares that `profile`'s draws can make."""
-    menu = profile.menu
+    return _wanted(impl.op, surface(impl), profile.menu)
+
+
+def _wanted(op: Op, drawn_surface: strategies.Surface, menu: strategies.Menu) -> frozenset[str]:
     return coverage.declared(
-        impl.op,
-        impl.options,
-        impl.axes,
-        impl.reductions,
+        op,
+        drawn_surface.options,
+        drawn_surface.axes,
+        drawn_surface.reductions,
         range(menu.min_rank, menu.max_rank + 1),
         0 in menu.batch_sizes and menu.max_rank >= 2,
     )
@@ -160,10 +164,11 @@ def _draw(
         return stored
     found: list[strategies.Example] = []
     strategy = strategies.examples(op, dtype, drawn_surface, profile.menu)
+    missing = set(_wanted(op, drawn_surface, profile.menu))
 
     @hypothesis_seed(seed)
     @settings(
-        max_examples=profile.drawn,
+        max_examples=profile.drawn * COVERAGE_DRAWS,
         database=None,
         deadline=None,
         phases=[Phase.generate],
@@ -171,13 +176,29 @@ def _draw(
     )
     @given(strategy)
     def collect(example: strategies.Example) -> None:
-        found.append(example)
+        if len(found) >= profile.drawn and not missing:
+            raise _Covered
+        shows = coverage.features(op, example)
+        if len(found) < profile.drawn or shows & missing:
+            found.append(example)
+            missing.difference_update(shows)
 
-    with strategies.without_local_constants():
+    with strategies.without_local_constants(), contextlib.suppress(_Covered):
         collect()
-    drawn = tuple(found[: profile.drawn])
+    drawn = tuple(found)
     cache.store_examples(key, drawn)
     return drawn
+
+
+COVERAGE_DRAWS = 16
+"""Coverage-guided drawing: past `profile.drawn` examples, draws go on (up to this many
+times as many) keeping only examples that show a declared feature not yet drawn, so that
+every cell judges every option value and input class its implementation declares, whatever
+the profile's size (tests/test_coverage.py holds every implementation to it)."""
+
+
+class _Covered(Exception):
+    """Every declared feature has been drawn: stop drawing."""
 
 
 def run_inputs(

@@ -90,6 +90,40 @@ def summarise_values(a: np.ndarray | None, limit: int = 8) -> str:
     return " ".join(parts) + (" …" if flat.size > limit else "")
 
 
+ACCEPTABLE_EMPTY: dict[Op, tuple[float, ...]] = {
+    Op.SOFTMAX: (0.0,),
+    Op.LOG_SOFTMAX: (0.0, -np.inf),
+}
+"""What an op may return, besides NaN, for an element mathematics leaves without a value
+because nothing takes part (a fully masked row, a mean over no weight): no probability on
+a masked entry (softmax 0, log-softmax 0 or log 0), a loss over nothing 0. Anything else
+(1/K spread over masked entries, a finite loss of masked logits) is a finding. Gradients
+there may be 0 or NaN."""
+_LOSS_EMPTY = (0.0,)
+
+
+def _undefined_unacceptable(
+    computed: np.ndarray,
+    exact: reference.Exact,
+    options: dict[str, Any],
+    allowed: tuple[float, ...],
+    op: Op,
+) -> np.ndarray:
+    """Elements with no value in mathematics whose answer is not an acceptable one."""
+    codes = exact.undefined
+    judged = codes == reference.Undefined.NO_WEIGHT
+    reduced = CATALOG[op].labels is not LabelKind.NONE and options.get("reduction", "none") != (
+        "none"
+    )
+    if not reduced:  # a reduction over a fully masked row: as documented, not judged
+        judged |= codes == reference.Undefined.FULLY_MASKED
+    if not judged.any():
+        return judged
+    c = computed.astype(np.float64)
+    ok = np.isnan(c) | np.isin(c, allowed)
+    return judged & ~ok
+
+
 def _compare(
     computed: np.ndarray,
     exact: reference.Exact,
@@ -98,6 +132,8 @@ def _compare(
     judgement: Judgement,
     case: str,
     gradient: bool,
+    op: Op,
+    options: dict[str, Any],
 ) -> None:
     """Accuracy and special-value agreement of `computed` against `exact`, into `judgement`."""
     what, kind = ("gradient: ", "gradient-") if gradient else ("", "")
@@ -114,6 +150,20 @@ def _compare(
     defined = exact.undefined == reference.Undefined.DEFINED
     c = computed.astype(np.float64)
     r = exact.value
+    allowed = (0.0,) if gradient else ACCEPTABLE_EMPTY.get(op, _LOSS_EMPTY)
+    unacceptable = _undefined_unacceptable(computed, exact, options, allowed, op)
+    if unacceptable.any():
+        idx = np.flatnonzero(unacceptable.reshape(-1))[0]
+        why = reference.Undefined(exact.undefined.reshape(-1)[idx]).name.lower()
+        judgement.findings.append(
+            Finding(
+                Verdict.DIVERGENT,
+                f"{kind}undefined-unacceptable",
+                f"{what}{c.reshape(-1)[idx]:.17g} at flat index {idx}, where nothing takes part "
+                f"({why}): acceptable are NaN and {' and '.join(f'{v:g}' for v in allowed)}",
+                case,
+            )
+        )
     nan_where_defined = defined & np.isnan(c)
     if nan_where_defined.any():
         idx = np.flatnonzero(nan_where_defined.reshape(-1))[0]
@@ -319,8 +369,10 @@ def judge(
         x.astype(np.float64)
     ).all():
         j.special = summarise_values(value)
-    _compare(value, want.exact, want.bound, dtype, j, case, gradient=False)
+    _compare(value, want.exact, want.bound, dtype, j, case, gradient=False, op=op, options=options)
     if grad is not None and cotangent is not None:
         want_grad = expected(op, x, labels, options, cotangent)
-        _compare(grad, want_grad.exact, want_grad.bound, dtype, j, case, gradient=True)
+        _compare(
+            grad, want_grad.exact, want_grad.bound, dtype, j, case, True, op=op, options=options
+        )
     return j

@@ -114,7 +114,7 @@ def shapes(
     class_dims = set() if axis is None else {a % rank for a in _as_tuple(axis)}
     shape = list(draw(st.lists(st.sampled_from(menu.batch_sizes), min_size=rank, max_size=rank)))
     for i, a in enumerate(sorted(class_dims)):
-        if i and menu.class_counts:  # a tuple of axes: the others are short
+        if i:  # a tuple of axes: the others are short
             shape[a] = draw(st.sampled_from([1, 2, 3]))
         elif menu.class_counts:
             shape[a] = draw(st.sampled_from(menu.class_counts))
@@ -129,7 +129,10 @@ def shapes(
             if draw(st.integers(0, 49)) == 0:
                 shape[a] = 0  # an empty class axis, rarely
     # bound the element count so a draw stays cheap: shrink batch axes first
-    for i in sorted(set(range(rank)) - class_dims, key=lambda i: -shape[i]):
+    first_class_dim = min(class_dims, default=None)
+    for i in sorted(
+        set(range(rank)) - {first_class_dim}, key=lambda i: (i in class_dims, -shape[i])
+    ):
         if math.prod(shape) <= 2**18:
             break
         shape[i] = 1
