@@ -220,7 +220,17 @@ def error_bound(
             return (u * sm.logsumexp_bound() + slack).reshape(keep)
         return _from_rows(u * bound + slack, x.shape, axis)
     _, bounds, _, _ = _loss_rows(
-        op, x, labels, rows, sm, axis, label_smoothing, class_weights, ignore_index, reduction
+        op,
+        x,
+        labels,
+        rows,
+        sm,
+        axis,
+        label_smoothing,
+        class_weights,
+        ignore_index,
+        reduction,
+        where,
     )
     return (u * np.asarray(bounds) + slack).reshape(keep if reduction is Reduction.NONE else ())
 
@@ -235,12 +245,14 @@ def _from_rows(rows: np.ndarray, shape: tuple[int, ...], axis) -> np.ndarray:
 
 
 def _loss_rows(
-    op, x, labels, rows, sm, axis, label_smoothing, class_weights, ignore_index, reduction
+    op, x, labels, rows, sm, axis, label_smoothing, class_weights, ignore_index, reduction, where
 ):
     """Per-example losses and bounds (units of u), reduced; plus coefficients for the VJP."""
     a, example_weight = _class_coefficients(
         op, rows.shape, labels, axis, label_smoothing, class_weights, ignore_index
     )
+    if where is not None:  # a masked class takes no part, its label term included
+        a = np.where(_to_rows(np.broadcast_to(np.asarray(where, bool), x.shape), axis), a, 0.0)
     with np.errstate(all="ignore"):
         if op in _FROM_LOGITS:
             lsm = np.where(a != 0, sm.lsm, 0.0)
@@ -353,6 +365,7 @@ def vjp_error_bound(
                 class_weights,
                 ignore_index,
                 reduction,
+                where,
             )
             c = (np.broadcast_to(g, keep).reshape(-1) * coefficient)[:, None]
             batch_error = _sum_error(rows.shape[0]) + 2.0

@@ -9,6 +9,7 @@ but never drawn, as a coverage report names the lines no test ran.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,15 @@ _OPTION_FEATURES: dict[Option, frozenset[str]] = {
     Option.LABEL_SMOOTHING: frozenset({"label_smoothing:set"}),
 }
 """The features each option must show in a cell's draws (tests/test_coverage.py)."""
+_REDUCED_WITH: dict[Option, str] = {
+    Option.IGNORE_INDEX: "ignore_index:some",
+    Option.CLASS_WEIGHTS: "class_weights:set",
+    Option.WHERE: "where:partly-masked",
+    Option.LABEL_SMOOTHING: "label_smoothing:set",
+}
+"""Options whose meaning a reduction changes (a mean's denominator counts weights, ignored
+labels, masked examples): each reduction is drawn with each of them, over two examples or
+more (one example: every reduction is the identity)."""
 assert set(_OPTION_FEATURES) == set(Option), "every option says what drawing it means"
 
 
@@ -56,7 +66,13 @@ def declared(
     for option in options:
         out |= _OPTION_FEATURES[option]
     if len(reductions) > 1:
-        out |= {f"reduction:{r.value}" for r in reductions}
+        for r in reductions:
+            out.add(f"reduction:{r.value}")
+            out |= {
+                f"reduction:{r.value}&{feature}"
+                for option, feature in _REDUCED_WITH.items()
+                if option in options
+            }
     out |= {f"rank:{r}" for r in ranks}
     if empty:
         out.add("empty")
@@ -71,8 +87,8 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
         out.add("empty")
     if not np.isfinite(x.astype(np.float64)).all():
         out.add("nonfinite")
-    if item.invalid:
-        out.add("invalid")
+    if item.invalid:  # judged by its reaction only: none of its options is exercised
+        return frozenset({"invalid"})
     class_dims = _class_dims(op, opts.get("axis", -1), x.ndim)
     if CATALOG[op].labels is not LabelKind.BINARY and x.ndim:
         axis = opts.get("axis", -1)
@@ -96,7 +112,8 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
             out.add("scale:broadcast")
     weights = opts.get("class_weights")
     if weights is not None:
-        out.add("class_weights:set")
+        if (np.asarray(weights) != 0).any():
+            out.add("class_weights:set")
         if (np.asarray(weights) == 0).any():
             out.add("class_weights:zero")
     ignore = opts.get("ignore_index")
@@ -106,10 +123,13 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
             out.add("ignore_index:all")
         elif ignored.any():
             out.add("ignore_index:some")
-    if "reduction" in opts:
-        out.add(f"reduction:{Reduction(opts['reduction']).value}")
     if not is_default("label_smoothing", opts.get("label_smoothing", 0.0)):
         out.add("label_smoothing:set")
+    examples = math.prod(n for d, n in enumerate(x.shape) if d not in class_dims)
+    if "reduction" in opts and examples >= 2:  # one example: every reduction is the identity
+        reduction = Reduction(opts["reduction"]).value
+        out.add(f"reduction:{reduction}")
+        out |= {f"reduction:{reduction}&{f}" for f in _REDUCED_WITH.values() if f in out}
     return frozenset(out)
 
 

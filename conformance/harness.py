@@ -164,7 +164,8 @@ def _draw(
         return stored
     found: list[strategies.Example] = []
     strategy = strategies.examples(op, dtype, drawn_surface, profile.menu)
-    missing = set(_wanted(op, drawn_surface, profile.menu))
+    missing = dict.fromkeys(_wanted(op, drawn_surface, profile.menu), COVERAGE_MIN)
+    seen: set[str] = set()
 
     @hypothesis_seed(seed)
     @settings(
@@ -179,9 +180,16 @@ def _draw(
         if len(found) >= profile.drawn and not missing:
             raise _Covered
         shows = coverage.features(op, example)
-        if len(found) < profile.drawn or shows & missing:
+        if len(found) < profile.drawn or not shows.isdisjoint(missing):
+            digest = inputs_digest([Input("", example.x, example.labels, example.options)])
+            if digest in seen:  # Hypothesis repeats itself; a repeat shows nothing new
+                return
+            seen.add(digest)
             found.append(example)
-            missing.difference_update(shows)
+            for feature in shows & missing.keys():
+                missing[feature] -= 1
+                if not missing[feature]:
+                    del missing[feature]
 
     with strategies.without_local_constants(), contextlib.suppress(_Covered):
         collect()
@@ -192,9 +200,13 @@ def _draw(
 
 COVERAGE_DRAWS = 16
 """Coverage-guided drawing: past `profile.drawn` examples, draws go on (up to this many
-times as many) keeping only examples that show a declared feature not yet drawn, so that
-every cell judges every option value and input class its implementation declares, whatever
-the profile's size (tests/test_coverage.py holds every implementation to it)."""
+times as many) keeping only examples that show a declared feature drawn fewer than
+`COVERAGE_MIN` times, so that every cell judges every option value and input class its
+implementation declares, whatever the profile's size (tests/test_coverage.py holds every
+implementation to it)."""
+COVERAGE_MIN = 3
+"""Examples per declared feature: one can be a degenerate instance (all weights zero, a
+batch whose every label is the same class) where a wrong implementation agrees."""
 
 
 class _Covered(Exception):

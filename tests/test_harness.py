@@ -348,3 +348,27 @@ def test_the_quick_profile_judges_each_gradient_and_misuse_once() -> None:
     ci = PROFILES["ci"]
     impl = next(i for i in EXACT.implementations() if i.op is sparse)
     assert run_cell(EXACT, impl, "float16", "cpu", "eager", ci, 0, [])["misuse"]
+
+
+CONFINED_TO = {
+    "axis": ["non-last-axis-as-last", "tuple-axis-first-only"],
+    "where": ["uniform-over-fully-masked", "mask-as-lowest-logit", "nan-gradient-behind-mask"],
+    "scale": ["zero-scale-kept"],
+    "class_weights": ["class-weights-ignored", "weighted-mean-by-count"],
+    "ignore_index": ["ignored-counted-in-mean"],
+    "label_smoothing": ["smoothing-over-the-others"],
+    "reduction": ["sum-is-a-mean", "weighted-mean-by-count", "ignored-counted-in-mean"],
+}
+"""Which option each option-confined broken implementation breaks."""
+
+
+def test_every_option_and_family_has_a_broken_implementation_the_quick_run_flags() -> None:
+    """The proof of issue 14: each option, and each op family, has at least one broken
+    implementation confined to it (each is flagged by the quick profile above)."""
+    from conformance.ops import CATALOG, Option
+
+    assert set(CONFINED_TO) == {o.value for o in Option}
+    named = {n for names in CONFINED_TO.values() for n in names}
+    assert named <= set(BROKEN)
+    families = {CATALOG[op].family for _, op, _, _ in BROKEN.values()}
+    assert families == {spec.family for spec in CATALOG.values()}
