@@ -1,11 +1,18 @@
-"""Framework adapters: the one interface (`adapters.base`) and a lazy registry.
+"""Framework adapters: the one interface (`conformance_adapters.base`) and a lazy registry.
 
 Importing this package, the registry or any adapter module imports no framework.
 """
 
-from adapters.base import Adapter
-from adapters.interface import Axes, Call, ErrorInfo, Implementation, Outcome, UnsupportedCall
-from adapters.registry import adapter_names, all_adapters, get_adapter, load_path
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import (
+    Axes,
+    Call,
+    ErrorInfo,
+    Implementation,
+    Outcome,
+    UnsupportedCall,
+)
+from conformance_adapters.registry import adapter_names, all_adapters, get_adapter, load_path
 
 __all__ = [
     "Adapter",

@@ -1,7 +1,8 @@
 """The one interface between the harness and a framework.
 
 An `Adapter` offers `Implementation`s (one user-facing API bound to one catalog op) and
-runs a `Call` on one of them, returning an `Outcome` (those data types: `adapters.interface`).
+runs a `Call` on one of them, returning an `Outcome` (those data types:
+`conformance_adapters.interface`).
 Everything that is the same for every framework lives here: option validation, the numpy
 side of conversions, capturing warnings and native stderr, catching the framework's
 exceptions, caching compiled callables. A framework module only supplies conversions,
@@ -23,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.common import (
+from conformance.dtypes import dtype_name
+from conformance.ops import Op, Reduction
+from conformance_adapters.common import (
     capture,
     cpu_description,
     distribution_version,
@@ -31,7 +34,7 @@ from adapters.common import (
     module_installed,
     nvidia_gpu_present,
 )
-from adapters.interface import (
+from conformance_adapters.interface import (
     ARRAY_OPTIONS,
     OPTION_DEFAULTS,
     Call,
@@ -41,8 +44,6 @@ from adapters.interface import (
     Runner,
     UnsupportedCall,
 )
-from conformance.dtypes import dtype_name
-from conformance.ops import Op, Reduction
 
 _ABSL_PREFIX = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ (?=[\w.-]+:\d+\])", re.MULTILINE)
 """The time stamp and thread id of an absl (TensorFlow, XLA) log line."""

@@ -1,6 +1,6 @@
 """What passes between the harness and an adapter: implementations, calls and outcomes.
 
-Plain data and option validation, no framework and none of `adapters.base.Adapter`'s
+Plain data and option validation, no framework and none of `conformance_adapters.base.Adapter`'s
 behaviour: an `Implementation` (one user-facing API bound to one catalog op) takes a `Call`
 (exact numpy inputs, options, device, mode) and the adapter answers with an `Outcome`.
 """

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.common import module_installed
-from adapters.interface import Axes, Implementation, Runner
 from conformance.cache import cache_dir, machine_tag
 from conformance.ops import Op, Option
+from conformance_adapters.base import Adapter
+from conformance_adapters.common import module_installed
+from conformance_adapters.interface import Axes, Implementation, Runner
 
 _JAX_DOCS = "https://docs.jax.dev/en/latest/_autosummary/"
 _OPTAX_DOCS = "https://optax.readthedocs.io/en/latest/api/losses.html#optax.losses."

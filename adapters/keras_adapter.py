@@ -17,13 +17,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from adapters.base import Adapter
-from adapters.common import distribution_version
-from adapters.interface import Axes, Implementation
-from adapters.jax_adapter import JaxEngine
-from adapters.tensorflow_adapter import TensorFlowEngine
-from adapters.torch_adapter import TorchEngine
 from conformance.ops import Op, Option, Reduction
+from conformance_adapters.base import Adapter
+from conformance_adapters.common import distribution_version
+from conformance_adapters.interface import Axes, Implementation
+from conformance_adapters.jax_adapter import JaxEngine
+from conformance_adapters.tensorflow_adapter import TensorFlowEngine
+from conformance_adapters.torch_adapter import TorchEngine
 
 _DOCS = "https://keras.io/api/"
 _REDUCTIONS = {
@@ -83,7 +83,7 @@ class KerasMixin(Adapter):
 
     @staticmethod
     def _installed(mod: str) -> bool:
-        from adapters.common import module_installed
+        from conformance_adapters.common import module_installed
 
         return module_installed(mod)
 

@@ -1,4 +1,4 @@
-"""Ask an adapter, in this process, what it really has: `python -m adapters.probe NAME`.
+"""Ask an adapter, in this process, what it really has: `python -m conformance_adapters.probe NAME`.
 
 Prints one JSON object: availability (after importing the framework), version, devices,
 mode availability and the environment that changes numerics. `conformance list --probe`
@@ -13,8 +13,8 @@ import subprocess
 import sys
 from typing import Any
 
-from adapters.base import Adapter
-from adapters.registry import get_adapter
+from conformance_adapters.base import Adapter
+from conformance_adapters.registry import get_adapter
 
 
 def probe(adapter: Adapter) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def probe_in_subprocess(name: str, timeout_s: float = 180.0) -> dict[str, Any]:
     try:
         env = {**os.environ, **get_adapter(name).process_env()}
         done = subprocess.run(
-            [sys.executable, "-m", "adapters.probe", name],
+            [sys.executable, "-m", "conformance_adapters.probe", name],
             env=env,
             capture_output=True,
             text=True,
@@ -62,7 +62,7 @@ def probe_in_subprocess(name: str, timeout_s: float = 180.0) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m adapters.probe ADAPTER", file=sys.stderr)
+        print("usage: python -m conformance_adapters.probe ADAPTER", file=sys.stderr)
         return 2
     print(json.dumps(probe(get_adapter(args[0])), default=str))
     return 0

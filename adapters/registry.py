@@ -7,20 +7,20 @@ import importlib
 import importlib.metadata
 from typing import Any
 
-from adapters.base import Adapter
+from conformance_adapters.base import Adapter
 
 ENTRY_POINT_GROUP = "conformance.adapters"
 
 BUILTIN: dict[str, str] = {
-    "scipy": "adapters.scipy_adapter:ScipyAdapter",
-    "torch": "adapters.torch_adapter:TorchAdapter",
-    "tensorflow": "adapters.tensorflow_adapter:TensorFlowAdapter",
-    "tensorflow-onednn-off": "adapters.tensorflow_adapter:TensorFlowOneDnnOffAdapter",
-    "jax": "adapters.jax_adapter:JaxAdapter",
-    "jax-x32": "adapters.jax_adapter:JaxX32Adapter",
-    "keras-tensorflow": "adapters.keras_adapter:KerasTensorFlowAdapter",
-    "keras-jax": "adapters.keras_adapter:KerasJaxAdapter",
-    "keras-torch": "adapters.keras_adapter:KerasTorchAdapter",
+    "scipy": "conformance_adapters.scipy_adapter:ScipyAdapter",
+    "torch": "conformance_adapters.torch_adapter:TorchAdapter",
+    "tensorflow": "conformance_adapters.tensorflow_adapter:TensorFlowAdapter",
+    "tensorflow-onednn-off": "conformance_adapters.tensorflow_adapter:TensorFlowOneDnnOffAdapter",
+    "jax": "conformance_adapters.jax_adapter:JaxAdapter",
+    "jax-x32": "conformance_adapters.jax_adapter:JaxX32Adapter",
+    "keras-tensorflow": "conformance_adapters.keras_adapter:KerasTensorFlowAdapter",
+    "keras-jax": "conformance_adapters.keras_adapter:KerasJaxAdapter",
+    "keras-torch": "conformance_adapters.keras_adapter:KerasTorchAdapter",
 }
 """Built-in adapter names -> import paths (the modules import their framework lazily)."""
 
@@ -56,10 +56,11 @@ def as_adapter(obj: Any, where: str) -> Adapter:
         if isinstance(made, Adapter):
             return made
         raise AdapterLoadError(
-            f"{where}: the factory returned {type(made).__name__}, not an adapters.base.Adapter"
+            f"{where}: the factory returned {type(made).__name__}, "
+            "not a conformance_adapters.base.Adapter"
         )
     raise AdapterLoadError(
-        f"{where} is {type(obj).__name__}: expected an adapters.base.Adapter"
+        f"{where} is {type(obj).__name__}: expected a conformance_adapters.base.Adapter"
         " subclass, instance or zero-argument factory"
     )
 

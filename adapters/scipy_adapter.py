@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.interface import Axes, Implementation, Runner
 from conformance.ops import Op, Option
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Axes, Implementation, Runner
 
 _DOCS = "https://docs.scipy.org/doc/scipy/reference/generated/"
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.common import distribution_version
-from adapters.interface import Axes, Implementation, Runner
 from conformance.cache import cache_dir, machine_tag
 from conformance.ops import Op
+from conformance_adapters.base import Adapter
+from conformance_adapters.common import distribution_version
+from conformance_adapters.interface import Axes, Implementation, Runner
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 _DOCS = "https://www.tensorflow.org/api_docs/python/"

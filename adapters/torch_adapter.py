@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.interface import Axes, Implementation, Runner
 from conformance.ops import Op, Option, Reduction
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Axes, Implementation, Runner
 
 COMPILE_ENV = "CONFORMANCE_TORCH_COMPILE"
 """Set to 1 to enable the 'compiled' mode (torch.compile is slow to compile)."""

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.common import capture
-from adapters.interface import ARRAY_OPTIONS, Call, Implementation
-from adapters.registry import adapter_names, get_adapter
 from conformance.ops import Op
+from conformance_adapters.base import Adapter
+from conformance_adapters.common import capture
+from conformance_adapters.interface import ARRAY_OPTIONS, Call, Implementation
+from conformance_adapters.registry import adapter_names, get_adapter
 
 OPS = (Op.SOFTMAX, Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from adapters.interface import Implementation
 from conformance.judge import expected, input_key
 from conformance.ops import ARRAY_OPTIONS, Reduction
 from conformance.record import Input
+from conformance_adapters.interface import Implementation
 
 GRADIENT_MAX_ELEMENTS = 2**15
 """Gradients are judged on inputs up to this size: the exact VJP of a 131k-class float64

@@ -74,7 +74,7 @@ def machine_tag() -> str:
     """A short digest of this machine's CPU (architecture, model and instruction-set flags):
     compiled executables are kept apart per CPU, so a cache restored on another machine
     (a CI cache) never hands it code for instructions it lacks."""
-    from adapters.common import cpu_info
+    from conformance_adapters.common import cpu_info
 
     model, flags = cpu_info()
     text = f"{platform.machine()}|{platform.processor()}|{model}|{' '.join(flags)}"

@@ -22,7 +22,7 @@ Command = Callable[[argparse.Namespace], int]
 
 def _adapters(names: Sequence[str]) -> list[tuple[str, Any, str]]:
     """(name, adapter or None, load error) for the named adapters (default: all)."""
-    from adapters.registry import AdapterLoadError, adapter_names, get_adapter
+    from conformance_adapters.registry import AdapterLoadError, adapter_names, get_adapter
 
     found = []
     for name in names or adapter_names():
@@ -38,7 +38,7 @@ def list_rows(names: Sequence[str] = (), probe: bool = False) -> list[dict[str, 
     loaded = _adapters(names)
     probed: dict[str, dict[str, Any]] = {}
     if probe:
-        from adapters.probe import probe_in_subprocess
+        from conformance_adapters.probe import probe_in_subprocess
 
         live = [a.name for _, a, _ in loaded if a is not None]
         with ThreadPoolExecutor(max_workers=max(1, min(len(live), os.cpu_count() or 1))) as ex:

@@ -101,7 +101,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def select_adapters(frameworks: list[str], paths: list[str]) -> list[str]:
     """Adapter names for --framework families and --adapter paths (validated)."""
-    from adapters.registry import AdapterLoadError, adapter_names, get_adapter
+    from conformance_adapters.registry import AdapterLoadError, adapter_names, get_adapter
 
     known = adapter_names()
     chosen: list[str] = []

@@ -112,7 +112,7 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
             out.add("scale:broadcast")
     weights = opts.get("class_weights")
     if weights is not None:
-        if (np.asarray(weights) != 0).any():
+        if (_weights_in_play(op, np.asarray(weights), item.labels, opts) != 0).any():
             out.add("class_weights:set")
         if (np.asarray(weights) == 0).any():
             out.add("class_weights:zero")
@@ -131,6 +131,18 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
         out.add(f"reduction:{reduction}")
         out |= {f"reduction:{reduction}&{f}" for f in _REDUCED_WITH.values() if f in out}
     return frozenset(out)
+
+
+def _weights_in_play(
+    op: Op, weights: np.ndarray, labels: np.ndarray | None, opts: dict[str, Any]
+) -> np.ndarray:
+    """The class weights that can change the answer: for integer labels, those of the
+    labelled classes of examples that are not ignored (an all-ignored batch uses none)."""
+    if CATALOG[op].labels is not LabelKind.INTEGER or labels is None:
+        return weights.reshape(-1)
+    y = np.asarray(labels).reshape(-1)
+    active = (y != opts.get("ignore_index")) & (y >= 0) & (y < weights.size)
+    return weights.reshape(-1)[y[active]]
 
 
 def _class_dims(op: Op, axis: Any, ndim: int) -> tuple[int, ...]:

@@ -1,7 +1,7 @@
 """Runs cells: draws inputs, calls the adapter, asks the reference, judges, records.
 
 A cell is implementation × dtype × device × mode. The harness knows no framework: it
-talks to `adapters.base.Adapter` and turns what comes back into one record per cell
+talks to `conformance_adapters.base.Adapter` and turns what comes back into one record per cell
 (`conformance.results`). Inputs are the named corpus (`cases`) plus Hypothesis draws
 (`strategies`) that depend only on the seed and the profile, never on a framework's
 answers, so two framework versions are compared on identical inputs; the targeted
@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,6 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
-from adapters.base import Adapter
-from adapters.interface import Axes, Call, Implementation, UnsupportedCall
 from conformance import batching, cache, cases, coverage, known, strategies
 from conformance.dtypes import as_dtype
 from conformance.judge import (
@@ -37,6 +36,8 @@ from conformance.judge import (
 from conformance.misuse import run_misuse
 from conformance.ops import CATALOG, LabelKind, Op, Option, Reduction
 from conformance.record import CellResult, Input, cell_record
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Axes, Call, Implementation, UnsupportedCall
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         "quick",
-        drawn=48,
+        drawn=16,
         targeted=0,
         menu=strategies.Menu(
             max_rank=4,
@@ -169,7 +170,7 @@ def _draw(
 
     @hypothesis_seed(seed)
     @settings(
-        max_examples=profile.drawn * COVERAGE_DRAWS,
+        max_examples=max(profile.drawn * 16, COVERAGE_DRAWS),
         database=None,
         deadline=None,
         phases=[Phase.generate],
@@ -191,16 +192,21 @@ def _draw(
                 if not missing[feature]:
                     del missing[feature]
 
-    with strategies.without_local_constants(), contextlib.suppress(_Covered):
+    with (
+        strategies.without_local_constants(),
+        contextlib.suppress(_Covered),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # Hypothesis' repr of the example that stopped it
         collect()
     drawn = tuple(found)
     cache.store_examples(key, drawn)
     return drawn
 
 
-COVERAGE_DRAWS = 16
-"""Coverage-guided drawing: past `profile.drawn` examples, draws go on (up to this many
-times as many) keeping only examples that show a declared feature drawn fewer than
+COVERAGE_DRAWS = 1024
+"""Coverage-guided drawing: past `profile.drawn` examples, draws go on (up to this many,
+or 16 times `drawn`) keeping only examples that show a declared feature drawn fewer than
 `COVERAGE_MIN` times, so that every cell judges every option value and input class its
 implementation declares, whatever the profile's size (tests/test_coverage.py holds every
 implementation to it)."""

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.interface import Call, Implementation, UnsupportedCall
 from conformance import reference
 from conformance.ops import CATALOG, Family, LabelKind, Op, Option, family
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Call, Implementation, UnsupportedCall
 
 _LOGIT_LOSSES = family(Family.FROM_LOGITS)
 _FROM_LOGITS = (*_LOGIT_LOSSES, Op.SIGMOID_CROSS_ENTROPY)

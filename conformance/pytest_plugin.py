@@ -1,10 +1,12 @@
-"""The suite as pytest items: one test per cell of the adapters named with --adapter.
+"""The suite as pytest items: one test per cell of the adapters named with --conformance-adapter.
 
-    pytest --pyargs conformance --adapter mypkg.adapter:MyAdapter [-k softmax] [-x] [-n 4]
+    pytest --pyargs conformance --conformance-adapter mypkg.adapter:MyAdapter [-k softmax]
 
 so that -k, -x, pytest-xdist and JUnit XML work, and a framework's own test suite can
 run the conformance checks on its adapter (as scikit-learn's `parametrize_with_checks`
-does for estimators). Without --adapter the plugin does nothing.
+does for estimators). Without --conformance-adapter the plugin does nothing. Every option it adds is
+prefixed `--conformance-`: a plugin's options join every pytest run in the environment,
+and a bare `--adapter` would clash with any other plugin that chose it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "logit-conformance cells")
     group.addoption(
-        "--adapter",
+        "--conformance-adapter",
         action="append",
         default=[],
         metavar="NAME_OR_PATH",
@@ -32,11 +34,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _cells(config: pytest.Config) -> list[Any]:
-    from adapters.registry import get_adapter
     from conformance.worker import plan
+    from conformance_adapters.registry import get_adapter
 
     params = []
-    for name in config.getoption("--adapter"):
+    for name in config.getoption("--conformance-adapter"):
         adapter = get_adapter(name)
         available, reason = adapter.availability()
         if not available:

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.interface import Implementation
 from conformance import known
 from conformance.judge import Finding, Judgement, Verdict, worst
 from conformance.ops import Reduction
 from conformance.results import encode_array
 from conformance.snippets import snippet
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Implementation
 
 if TYPE_CHECKING:
     from conformance.harness import Profile

@@ -57,8 +57,8 @@ def find_record(path: Path, cell: str | None) -> dict[str, Any]:
 def replay(path: Path, cell: str | None) -> int:
     """Re-run one stored input; exit 1 when it still shows a finding."""
     record = find_record(Path(path), cell)
-    from adapters.interface import Call
-    from adapters.registry import get_adapter
+    from conformance_adapters.interface import Call
+    from conformance_adapters.registry import get_adapter
 
     adapter = get_adapter(record["adapter"])
     available, reason = adapter.availability()

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.registry import AdapterLoadError, get_adapter
 from conformance.judge import Verdict
 from conformance.results import ResultsWriter
+from conformance_adapters.registry import AdapterLoadError, get_adapter
 
 CellKey = tuple[str, str, str, str]
 

@@ -1,7 +1,8 @@
 """Copy-paste reproducers: exact inputs as bytes, then the call in the framework's own API.
 
 The call is the Implementation's `snippet` with the adapter's `snippet_*` hooks
-(`adapters.base.Adapter`): environment, imports, conversions to native arrays, the wrapper
+(`conformance_adapters.base.Adapter`): environment, imports, conversions to native arrays,
+the wrapper
 of the cell's mode, and printing the output exactly. Static options are constants; the
 arrays are arguments of a compiled function, as the adapter traces them.
 """
@@ -15,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.interface import ARRAY_OPTIONS, Call, Implementation
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import ARRAY_OPTIONS, Call, Implementation
 
 
 def array_literal(name: str, a: np.ndarray) -> str:

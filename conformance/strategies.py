@@ -335,8 +335,10 @@ def examples(
     shape = draw(shapes(rank, axis, menu))
     class_dims = tuple(sorted({a % rank for a in _as_tuple(axis)}))
     options: dict[str, Any] = {}
-    if not binary:
-        options[Option.AXIS.value] = axis
+    # binary losses are element-wise, or reduce the last axis (Keras' mean over it)
+    options[Option.AXIS.value] = (
+        axis if not binary else (None if surface.axes is Axes.ELEMENTWISE else -1)
+    )
     if spec.input_is_probability:
         x = _probabilities(draw, shape, axis, dtype, binary=binary)
     else:

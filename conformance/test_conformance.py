@@ -1,4 +1,4 @@
-"""Collected by `pytest --pyargs conformance --adapter ...`: one item per cell."""
+"""Collected by `pytest --pyargs conformance --conformance-adapter ...`: one item per cell."""
 
 from __future__ import annotations
 

@@ -16,12 +16,12 @@ import time
 import zlib
 from typing import Any, TextIO
 
-from adapters.base import Adapter
-from adapters.interface import Implementation
-from adapters.registry import get_adapter
 from conformance import known
 from conformance.harness import PROFILES, run_cell
 from conformance.judge import Verdict
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Implementation
+from conformance_adapters.registry import get_adapter
 
 CellKey = tuple[str, str, str, str]
 """(implementation, dtype, device, mode)."""

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from adapter_smoke import cells, check_cell, check_options, make_call, run_and_check
 
-from adapters.base import Adapter
-from adapters.interface import Call, UnsupportedCall
-from adapters.registry import get_adapter
 from conformance.dtypes import as_dtype
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Call, UnsupportedCall
+from conformance_adapters.registry import get_adapter
 
 NAMES = [n for n in os.environ.get("CONFORMANCE_TEST_ADAPTERS", "scipy").split(",") if n]
 ADAPTERS: dict[str, Adapter] = {name: get_adapter(name) for name in NAMES}

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.base import Adapter
-from adapters.interface import Axes, Call, Implementation, Outcome
 from conformance.dtypes import as_dtype
 from conformance.ops import LabelKind, Op, Option, Reduction, spec
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Axes, Call, Implementation, Outcome
 
 _PROBABILITY = (Op.PROBABILITY_CROSS_ENTROPY, Op.SPARSE_PROBABILITY_CROSS_ENTROPY)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.interface import Axes, Implementation, Runner
 from conformance.ops import Op, Option, Reduction
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Axes, Implementation, Runner
 
 
 def _softmax(x: np.ndarray, labels: None, *, axis: int) -> np.ndarray:

@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from adapters.base import Adapter
-from adapters.interface import Axes, Implementation, Runner
 from conformance import reference
 from conformance.errors import round_to
 from conformance.judge import input_key
 from conformance.ops import CATALOG, LabelKind, Op, Option, Reduction
+from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Axes, Implementation, Runner
 
 ALL_REDUCTIONS = tuple(Reduction)
 MODES = ("eager", "compiled")

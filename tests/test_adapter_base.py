@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from fake_adapters import FakeAdapter
 
-from adapters.common import capture, exact_cast
-from adapters.interface import Axes, Call, ErrorInfo, Implementation, UnsupportedCall
 from conformance.ops import Op, Option, Reduction
+from conformance_adapters.common import capture, exact_cast
+from conformance_adapters.interface import Axes, Call, ErrorInfo, Implementation, UnsupportedCall
 
 X = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]])
 
@@ -217,7 +217,7 @@ def test_unavailable_framework_has_a_reason() -> None:
 
 
 def test_a_missing_module_makes_real_adapters_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from adapters.registry import get_adapter
+    from conformance_adapters.registry import get_adapter
 
     for module, names in {
         "torch": ["torch", "keras-torch"],

@@ -7,8 +7,8 @@ import json
 import pytest
 from fake_adapters import FakeAdapter, NotInstalledAdapter
 
-from adapters.probe import probe, probe_in_subprocess
 from conformance.cli import list_rows, main
+from conformance_adapters.probe import probe, probe_in_subprocess
 
 FIELDS = {
     "adapter",

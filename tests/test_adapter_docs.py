@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.interface import Call
-from adapters.registry import get_adapter
 from conformance import reference
+from conformance_adapters.interface import Call
+from conformance_adapters.registry import get_adapter
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "adapters.md"
 

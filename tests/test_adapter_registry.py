@@ -10,15 +10,15 @@ import sys
 import pytest
 from fake_adapters import FakeAdapter
 
-from adapters import registry
-from adapters.registry import AdapterLoadError, adapter_names, get_adapter, load_path
+from conformance_adapters import registry
+from conformance_adapters.registry import AdapterLoadError, adapter_names, get_adapter, load_path
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "keras", "optax", "scipy")
 
 
 def test_importing_adapters_imports_no_framework() -> None:
     code = (
-        "import sys, json, adapters, adapters.registry as r\n"
+        "import sys, json, conformance_adapters, conformance_adapters.registry as r\n"
         "for n in r.adapter_names():\n"
         "    a = r.get_adapter(n); a.implementations(); a.availability(); a.version()\n"
         "    a.process_env(); a.static_devices(); a.mode_availability()\n"
@@ -58,7 +58,7 @@ def test_import_paths_load(path: str) -> None:
     [
         ("no_such_module_xyz:Adapter", "cannot import module 'no_such_module_xyz'"),
         ("fake_adapters:Nope", "has no attribute 'Nope'"),
-        ("fake_adapters:NOT_AN_ADAPTER", "expected an adapters.base.Adapter"),
+        ("fake_adapters:NOT_AN_ADAPTER", "expected a conformance_adapters.base.Adapter"),
         ("fake_adapters:", "not an import path"),
         ("fake_adapters:_softmax", "the factory"),
     ],
@@ -109,7 +109,7 @@ def test_keras_backend_conflict_makes_other_backends_unavailable(
 
 
 def test_torch_compile_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    from adapters.torch_adapter import COMPILE_ENV, TorchAdapter
+    from conformance_adapters.torch_adapter import COMPILE_ENV, TorchAdapter
 
     monkeypatch.delenv(COMPILE_ENV, raising=False)
     assert "opt-in" in TorchAdapter().mode_availability()["compiled"]

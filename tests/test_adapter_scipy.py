@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from adapter_smoke import cells, check_cell, check_options
 
-from adapters.registry import get_adapter
+from conformance_adapters.registry import get_adapter
 
 ADAPTER = get_adapter("scipy")
 _AVAILABLE, _REASON = ADAPTER.availability()

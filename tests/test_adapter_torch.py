@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from adapter_smoke import cells, check_cell, check_options
 
-from adapters.registry import get_adapter
+from conformance_adapters.registry import get_adapter
 
 ADAPTER = get_adapter("torch")
 _AVAILABLE, _REASON = ADAPTER.availability()

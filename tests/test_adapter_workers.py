@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.common import module_installed
-from adapters.registry import get_adapter
+from conformance_adapters.common import module_installed
+from conformance_adapters.registry import get_adapter
 
 WORKER_GROUPS = (
     ("jax", "jax-x32"),

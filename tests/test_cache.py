@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.common import module_installed
-from adapters.tensorflow_adapter import XLA_CACHE_NOISE, xla_cache_env
 from conformance import cache
 from conformance.dtypes import as_dtype
 from conformance.strategies import Example
+from conformance_adapters.common import module_installed
+from conformance_adapters.tensorflow_adapter import XLA_CACHE_NOISE, xla_cache_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,8 +144,8 @@ def test_stored_arrays_never_hold_objects() -> None:
 
 _XLA_CALL = """
 import json, sys
-from adapters.registry import get_adapter
-from adapters.interface import Call
+from conformance_adapters.registry import get_adapter
+from conformance_adapters.interface import Call
 import numpy as np
 adapter = get_adapter("tensorflow")
 impl = adapter.implementation("tf.nn.softmax")

@@ -12,10 +12,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from adapters.registry import BUILTIN, get_adapter
 from conformance import coverage, harness
 from conformance.ops import Op, Reduction
 from conformance.record import Input
+from conformance_adapters.registry import BUILTIN, get_adapter
 from tests.harness_adapters import ExactAdapter
 
 THOROUGH_DRAWS = 200

@@ -142,7 +142,10 @@ def test_kill_dash_nine_then_resume_gives_the_uninterrupted_result(tmp_path: Pat
     [
         (["run", "--framework", "no-such-framework"], "unknown framework"),
         (["run", "--adapter", "no_such_module:Thing"], "cannot import module"),
-        (["run", "--adapter", "conformance.ops:Op"], "expected an adapters.base.Adapter"),
+        (
+            ["run", "--adapter", "conformance.ops:Op"],
+            "expected a conformance_adapters.base.Adapter",
+        ),
         (["run", "--shard", "3/2"], "--shard"),
         (["run", "--dtype", "float8"], "--dtype"),
         (["run", "--out", "/proc/forbidden/results.jsonl"], "cannot write"),

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from harness_adapters import ExactAdapter, broken_adapters
 
-from adapters.registry import get_adapter
 from conformance import known
 from conformance.harness import PROFILES, run_cell
 from conformance.ops import Op
 from conformance.report import build_context, render, write_report
 from conformance.results import ResultsError, ResultsWriter
 from conformance.runner import _crashed_record
+from conformance_adapters.registry import get_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 INJECT = "<script>alert(1)</script>"
@@ -274,3 +274,18 @@ def test_mode_dependent_answers_are_listed_once_per_pattern(tmp_path: Path) -> N
     assert "nan" in row.answers["eager"] and "nan" not in row.answers["compiled"]
     page = render([tmp_path / "r.jsonl"])
     assert "Answers that depend on the mode or device" in page and "float16, float32" in page
+
+
+def test_coverage_names_what_was_judged_and_what_was_never_drawn(
+    page: str, run_dir: Path, tmp_path: Path
+) -> None:
+    assert "Coverage of exact.sparse_softmax_cross_entropy" in page
+    assert "<code>reduction:weighted_mean&amp;class_weights:set</code>" in page
+    assert "every declared one drawn" in page
+    record = json.loads((run_dir / "results.jsonl").read_text().splitlines()[0])
+    record["coverage"]["not_drawn"] = ["where:<b>hidden</b>"]
+    with ResultsWriter(tmp_path / "r.jsonl") as writer:
+        writer.write(record)
+    holed = render([tmp_path / "r.jsonl"])
+    assert "1 declared but never drawn" in holed
+    assert "<code>where:&lt;b&gt;hidden&lt;/b&gt;</code>" in holed

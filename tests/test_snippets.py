@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 from adapter_smoke import make_call
 
-from adapters.base import Adapter
-from adapters.common import module_installed
-from adapters.interface import Call, Implementation
-from adapters.registry import BUILTIN, get_adapter
 from conformance.ops import Option, Reduction
 from conformance.snippets import snippet
+from conformance_adapters.base import Adapter
+from conformance_adapters.common import module_installed
+from conformance_adapters.interface import Call, Implementation
+from conformance_adapters.registry import BUILTIN, get_adapter
 
 _ROOT = Path(__file__).resolve().parent.parent
 _SET_BY_SNIPPETS = ("KERAS_BACKEND", "JAX_ENABLE_X64", "TF_ENABLE_ONEDNN_OPTS")

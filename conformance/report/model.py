@@ -231,6 +231,24 @@ class Implementation:
             for reason in c.record.get("unsupported") or []
         ]
 
+    @property
+    def coverage(self) -> tuple[list[tuple[str, int, int, int]], list[tuple[str, str]]]:
+        """What the cells judged, as a coverage report: per input feature (option value,
+        axis form, input class) the inputs over all cells, of them with a gradient, and
+        in how many cells; and, per cell, the declared features it never drew."""
+        counts: dict[str, list[int]] = {}
+        not_drawn = []
+        for c in self.ordered_cells:
+            cov = c.record.get("coverage") or {}
+            for feature, (n, with_grad) in (cov.get("exercised") or {}).items():
+                entry = counts.setdefault(str(feature), [0, 0, 0])
+                entry[0] += int(n)
+                entry[1] += int(with_grad)
+                entry[2] += 1
+            not_drawn += [(c.column_label, str(f)) for f in cov.get("not_drawn") or []]
+        rows = [(f, *counts[f]) for f in sorted(counts)]
+        return rows, not_drawn  # type: ignore[return-value]
+
     def dtype_histograms(self) -> list[tuple[str, dict[str, int]]]:
         """Per dtype, the strict-ULP histogram summed over devices and modes."""
         by_dtype: dict[str, Counter[str]] = {}
