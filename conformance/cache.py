@@ -82,9 +82,14 @@ def machine_tag() -> str:
 
 
 def _code_digest() -> str:
-    from conformance import strategies
+    """The code the draws depend on: the strategies, what decides which draws are kept
+    (coverage-guided drawing: `coverage`, `harness._draw`) and how they are stored."""
+    from conformance import coverage, harness, strategies
 
-    h = hashlib.sha256(Path(strategies.__file__).read_bytes() + Path(__file__).read_bytes())
+    h = hashlib.sha256()
+    for module in (strategies, coverage, harness):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(Path(__file__).read_bytes())
     for dist in ("hypothesis", "numpy"):
         h.update(f"{dist}={metadata.version(dist)}".encode())
     return h.hexdigest()[:16]

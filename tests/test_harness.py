@@ -70,7 +70,7 @@ def test_drawn_inputs_depend_only_on_the_seed() -> None:
     first = drawn_inputs(impl, "bfloat16", QUICK, seed=3)
     again = drawn_inputs(impl, "bfloat16", QUICK, seed=3)
     other = drawn_inputs(impl, "bfloat16", QUICK, seed=4)
-    assert len(first) == QUICK.drawn
+    assert len(first) >= QUICK.drawn  # coverage-guided drawing adds to them
     assert [a.x.tobytes() for a in first] == [b.x.tobytes() for b in again]
     assert [a.labels.tobytes() for a in first] == [b.labels.tobytes() for b in again]
     assert [a.x.tobytes() for a in first] != [b.x.tobytes() for b in other]
