@@ -11,12 +11,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from harness_adapters import ExactAdapter
 
 from conformance import coverage, harness
 from conformance.ops import Op, Reduction
 from conformance.record import Input
 from conformance_adapters.registry import BUILTIN, get_adapter
-from tests.harness_adapters import ExactAdapter
 
 THOROUGH_DRAWS = 200
 """The thorough profile's menu with fewer draws (coverage-guided drawing tops them up)."""
