@@ -181,6 +181,8 @@ def _prepare(op: Op, x: np.ndarray, axis, where, scale, u: float):
         if scale is None
         else _to_rows(np.broadcast_to(np.asarray(scale, np.float64), x64.shape), axis)
     )
+    if sc is not None:  # a zero factor removes its term: it must not set the row's shift
+        rows = np.where(sc != 0, rows, -np.inf)
     return rows, _Softmax(rows, sc, u), keep
 
 
