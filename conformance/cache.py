@@ -83,12 +83,11 @@ def machine_tag() -> str:
 
 def _code_digest() -> str:
     """The code the draws depend on: the strategies, what decides which draws are kept
-    (coverage-guided drawing: `coverage`, `harness._draw`) and how they are stored."""
-    from conformance import coverage, harness, strategies
-
+    (coverage-guided drawing: `coverage`, `harness._draw`) and how they are stored. Read as
+    files beside this one, not imported: the cache sits below the harness."""
     h = hashlib.sha256()
-    for module in (strategies, coverage, harness):
-        h.update(Path(module.__file__).read_bytes())
+    for name in ("strategies.py", "coverage.py", "harness.py"):
+        h.update(Path(__file__).with_name(name).read_bytes())
     h.update(Path(__file__).read_bytes())
     for dist in ("hypothesis", "numpy"):
         h.update(f"{dist}={metadata.version(dist)}".encode())

@@ -14,6 +14,7 @@ from harness_adapters import (
     RememberingAdapter,
     broken_adapters,
 )
+from option_confined import OPTION_CONFINED
 
 from conformance import known
 from conformance.dtypes import FLOAT_DTYPES
@@ -39,7 +40,7 @@ def test_the_exact_adapter_raises_no_false_alarm(op: Op, dtype: str) -> None:
     assert record["max_ulp"] == 0  # correctly rounded everywhere
 
 
-BROKEN = broken_adapters()
+BROKEN = {**broken_adapters(), **OPTION_CONFINED}
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
