@@ -123,9 +123,13 @@ def _class_coefficients(
     label_smoothing: float,
     class_weights: np.ndarray | None,
     ignore_index: int | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """a_j = w_j * t'_j per row and class (smoothed labels times class weights), and the
-    per-example weight (w_y for integer labels, 0 when ignored, 1 for dense labels)."""
+    part: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """a_j = w_j * t'_j per row and class (smoothed labels times class weights; 0 where a
+    class is masked out by `part`), and the per-example weight of a weighted mean: w_y for
+    integer labels (0 when ignored), sum_j w_j t_j over the unmasked classes for dense
+    labels (the reference's denominators, before smoothing); and the relative error of the
+    sum of those weights, in units of u (dense: b*k products and terms)."""
     batch, k = rows_shape
     eps = float(label_smoothing)
     weights = np.ones(k) if class_weights is None else np.asarray(class_weights, np.float64)
@@ -138,11 +142,15 @@ def _class_coefficients(
         t = (1.0 - eps) * t + eps / max(k, 1)
         t[ignored | ~valid] = 0.0
         example_weight = np.where(valid, weights[np.clip(y, 0, max(k - 1, 0))] if k else 0.0, 0.0)
+        weight_error = float(_sum_error(batch))
     else:
-        t = _to_rows(np.asarray(labels, np.float64), axis)
-        t = (1.0 - eps) * t + eps / max(k, 1)
-        example_weight = np.ones(batch)
-    return weights * t, example_weight
+        raw = _to_rows(np.asarray(labels, np.float64), axis)
+        t = (1.0 - eps) * raw + eps / max(k, 1)
+        with np.errstate(all="ignore"):
+            products = np.where(part, weights * raw, 0.0)
+        example_weight = products.sum(axis=1) if k else np.zeros(batch)
+        weight_error = float(batch * k)
+    return np.where(part, weights * t, 0.0), example_weight, weight_error
 
 
 def _reduce(
@@ -150,8 +158,12 @@ def _reduce(
     bounds: np.ndarray,
     reduction: Reduction,
     example_weight: np.ndarray,
+    weight_error: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(reduced value, its bound, per-example coefficient of the reduction)."""
+    """(reduced value, its bound, per-example coefficient of the reduction).
+
+    `weight_error`: relative error of example_weight.sum() in units of u (default: a sum
+    of b exact weights)."""
     b = losses.size
     with np.errstate(all="ignore"):
         if reduction is Reduction.NONE:
@@ -165,7 +177,8 @@ def _reduce(
             return value, bound / b + abs(value), np.full(b, 1.0 / max(b, 1))
         weight = example_weight.sum()
         value = losses.sum() / weight
-        return value, bound / weight + (_sum_error(b) + 1.0) * abs(value), np.full(b, 1.0 / weight)
+        den = _sum_error(b) if weight_error is None else weight_error
+        return value, bound / weight + (den + 1.0) * abs(value), np.full(b, 1.0 / weight)
 
 
 def _prepare(op: Op, x: np.ndarray, axis, where, scale, u: float):
@@ -221,7 +234,7 @@ def error_bound(
         else:
             return (u * sm.logsumexp_bound() + slack).reshape(keep)
         return _from_rows(u * bound + slack, x.shape, axis)
-    _, bounds, _, _ = _loss_rows(
+    _, bounds, *_ = _loss_rows(
         op,
         x,
         labels,
@@ -250,11 +263,15 @@ def _loss_rows(
     op, x, labels, rows, sm, axis, label_smoothing, class_weights, ignore_index, reduction, where
 ):
     """Per-example losses and bounds (units of u), reduced; plus coefficients for the VJP."""
-    a, example_weight = _class_coefficients(
-        op, rows.shape, labels, axis, label_smoothing, class_weights, ignore_index
+    # a masked class takes no part, its label term included
+    part = (
+        np.ones(rows.shape, bool)
+        if where is None
+        else _to_rows(np.broadcast_to(np.asarray(where, bool), x.shape), axis)
     )
-    if where is not None:  # a masked class takes no part, its label term included
-        a = np.where(_to_rows(np.broadcast_to(np.asarray(where, bool), x.shape), axis), a, 0.0)
+    a, example_weight, weight_error = _class_coefficients(
+        op, rows.shape, labels, axis, label_smoothing, class_weights, ignore_index, part
+    )
     with np.errstate(all="ignore"):
         if op in _FROM_LOGITS:
             lsm = np.where(a != 0, sm.lsm, 0.0)
@@ -267,8 +284,9 @@ def _loss_rows(
             per_class = np.abs(a) * F * np.abs(logp)
         losses = -(np.where(a != 0, a * (lsm if op in _FROM_LOGITS else logp), 0.0)).sum(axis=1)
         bounds = per_class.sum(axis=1) + (_sum_error(rows.shape[1]) + 3.0) * terms.sum(axis=1)
-    value, bound, coefficient = _reduce(losses, bounds, reduction, example_weight)
-    return value, bound, coefficient, a
+    value, bound, coefficient = _reduce(losses, bounds, reduction, example_weight, weight_error)
+    coefficient_error = weight_error if reduction is Reduction.WEIGHTED_MEAN else 0.0
+    return value, bound, coefficient, a, coefficient_error
 
 
 def _binary(op, x, labels, axis, label_smoothing, reduction):
@@ -356,7 +374,7 @@ def vjp_error_bound(
             gr = np.broadcast_to(g, keep).reshape(-1, 1)
             bound = np.abs(gr) * a_p + np.abs(gr * sm.p)
         else:
-            _, _, coefficient, a = _loss_rows(
+            _, _, coefficient, a, coefficient_error = _loss_rows(
                 op,
                 x,
                 labels,
@@ -370,7 +388,7 @@ def vjp_error_bound(
                 where,
             )
             c = (np.broadcast_to(g, keep).reshape(-1) * coefficient)[:, None]
-            batch_error = _sum_error(rows.shape[0]) + 2.0
+            batch_error = max(float(_sum_error(rows.shape[0])), coefficient_error) + 2.0
             if op in _FROM_LOGITS:
                 sa = a.sum(axis=1, keepdims=True)
                 r = c * (sm.p * sa - a)

@@ -144,3 +144,32 @@ def test_log_softmax_budget_is_absolute_near_zero() -> None:
     computed = impls.stable_log_softmax(x)
     assert computed[0, 0] == 0 and exact[0, 0] < 0
     assert ratio_of(Op.LOG_SOFTMAX, computed, x) <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=logits(), data=st.data())
+def test_correctly_rounded_dense_losses_are_within_budget_under_every_reduction(
+    x: np.ndarray, data: st.DataObject
+) -> None:
+    """The reference rounded to the dtype (the best any framework can return) meets the
+    budget of the loss and of its gradient, whatever the labels, weights and reduction:
+    a weighted mean of dense labels divides by sum(w * t), which may be far below the batch."""
+    k = x.shape[-1]
+    t = data.draw(hnp.arrays(np.float64, x.shape, elements=st.sampled_from([0.0, 0.25, 1.0])))
+    t = t.astype(x.dtype)
+    options = {
+        "reduction": data.draw(st.sampled_from(["none", "sum", "mean", "weighted_mean"])),
+        "label_smoothing": data.draw(st.sampled_from([0.0, 0.1])),
+        "class_weights": data.draw(
+            st.none() | hnp.arrays(np.float64, (k,), elements=st.sampled_from([0.0, 0.5, 2.0]))
+        ),
+    }
+    op = Op.SOFTMAX_CROSS_ENTROPY
+    value = reference.evaluate(op, x, t, **options).value
+    if not np.isfinite(value).all():  # no weight at all: judged as undefined elsewhere
+        return
+    assert ratio_of(op, value.astype(x.dtype), x, t, **options) <= 1.0
+    g = np.ones(np.shape(value), dtype=x.dtype)
+    exact = reference.vjp(op, x, t, cotangent=g, **options).value
+    bound = vjp_error_bound(op, x, t, cotangent=g, **options)
+    assert budget_ratio(exact.astype(x.dtype), exact, bound, x.dtype).max(initial=0.0) <= 1.0
