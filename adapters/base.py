@@ -15,6 +15,7 @@ import abc
 import contextlib
 import dataclasses
 import enum
+import hashlib
 import re
 import sys
 import time
@@ -254,6 +255,7 @@ class Adapter(abc.ABC):
             tuple(sorted(kwargs.items(), key=lambda kv: kv[0])),
             *((k, v.shape, v.dtype.str) if v is not None else (k,) for k, v in inputs.items()),
         )
+        out.program = hashlib.blake2b(repr(key).encode(), digest_size=8).hexdigest()
         started = time.perf_counter()
         with capture() as cap:
             out.value, out.grad, out.error = self._execute(impl, call, kwargs, inputs, key)

@@ -205,3 +205,6 @@ class Outcome:
     """Wall time of conversion, call and conversion back."""
     notes: list[str] = field(default_factory=list)
     """What the adapter itself did to the inputs (e.g. a cast that was not exact)."""
+    program: str = ""
+    """Names the program the call ran: calls with equal names share one trace/compilation
+    (implementation, mode, device, gradient or not, static options, input shapes and dtypes)."""

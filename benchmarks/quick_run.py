@@ -24,7 +24,8 @@ from pathlib import Path
 
 
 def summarise(path: Path) -> list[dict[str, object]]:
-    """Per adapter: cells run, examples judged, seconds in cells and in the reference."""
+    """Per adapter: cells run, examples judged, framework calls and distinct programs
+    (compilations, for compiled modes) per cell, seconds in cells and in the reference."""
     rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for line in path.read_text().splitlines():
         record = json.loads(line)
@@ -35,6 +36,8 @@ def summarise(path: Path) -> list[dict[str, object]]:
         row["examples"] += record.get("examples") or 0
         row["seconds"] += record.get("duration_s") or 0.0
         row["reference"] += record.get("reference_s") or 0.0
+        row["calls"] += record.get("calls") or 0
+        row["programs"] += record.get("programs") or 0
     return [
         {
             "adapter": name,
@@ -42,6 +45,8 @@ def summarise(path: Path) -> list[dict[str, object]]:
             "examples": int(r["examples"]),
             "cell_seconds": round(r["seconds"], 1),
             "examples_per_s": round(r["examples"] / r["seconds"], 1) if r["seconds"] else None,
+            "calls_per_cell": round(r["calls"] / r["cells"], 1),
+            "programs_per_cell": round(r["programs"] / r["cells"], 1),
             "reference_share": round(r["reference"] / r["seconds"], 3) if r["seconds"] else None,
         }
         for name, r in sorted(rows.items())
@@ -68,12 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - started
     rows = summarise(out)
     total = sum(float(r["cell_seconds"]) for r in rows)  # type: ignore[arg-type]
-    print(f"{'adapter':24} {'cells':>5} {'examples':>8} {'cell s':>8} {'ex/s':>7} {'ref':>6}")
+    print(
+        f"{'adapter':24} {'cells':>5} {'examples':>8} {'cell s':>8} {'ex/s':>7} {'ref':>6}"
+        f" {'calls/cell':>10} {'programs/cell':>13}"
+    )
     for r in rows:
         share = r["reference_share"]
         print(
             f"{r['adapter']:24} {r['cells']:>5} {r['examples']:>8} {r['cell_seconds']:>8} "
             f"{r['examples_per_s']!s:>7} {'' if share is None else f'{share:.0%}':>6}"
+            f" {r['calls_per_cell']:>10} {r['programs_per_cell']:>13}"
         )
     print(f"cell seconds in all: {total:.0f}" + ("" if wall is None else f"; wall: {wall:.0f} s"))
     return 0

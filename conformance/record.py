@@ -51,6 +51,13 @@ class CellResult:
     """Whether this cell judges gradients (see Profile.gradients_once)."""
     coverage: dict[str, Any] = field(default_factory=dict)
     """`coverage.summary` of the judged inputs."""
+    calls: int = 0
+    """Framework calls made (stacked inputs are one call)."""
+    programs: set[str] = field(default_factory=set)
+    """Distinct programs among those calls (`Outcome.program`): what a compiled mode
+    traces and compiles, each once."""
+    call_s: float = 0.0
+    """Seconds inside the framework calls (conversions included)."""
 
     def add(self, item: Input, j: Judgement, returned: dict[str, Any]) -> None:
         self.judgements.append((item, j, returned))
@@ -161,6 +168,9 @@ def cell_record(
         "seed": seed,
         "duration_s": round(duration, 4),
         "reference_s": round(result.reference_s, 4),
+        "calls": result.calls,
+        "programs": len(result.programs),
+        "call_s": round(result.call_s, 4),
     }
 
 
