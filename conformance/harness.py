@@ -23,7 +23,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
-from conformance import batching, cache, cases, coverage, known, strategies
+from conformance import batching, cache, cases, coverage, known, metamorphic, strategies
 from conformance.dtypes import as_dtype
 from conformance.judge import (
     REFERENCE_SECONDS,
@@ -65,7 +65,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         "quick",
-        drawn=16,
+        drawn=8,
         targeted=0,
         menu=strategies.Menu(
             max_rank=4,
@@ -163,9 +163,11 @@ def _draw(
     stored = cache.load_examples(key)
     if stored is not None:
         return stored
-    found: list[strategies.Example] = []
     strategy = strategies.examples(op, dtype, drawn_surface, profile.menu)
-    missing = dict.fromkeys(_wanted(op, drawn_surface, profile.menu), COVERAGE_MIN)
+    wanted = dict.fromkeys(_wanted(op, drawn_surface, profile.menu), COVERAGE_MIN)
+    found: list[strategies.Example] = []
+    pool: list[tuple[strategies.Example, frozenset[str]]] = []
+    available: dict[str, int] = dict.fromkeys(wanted, 0)
     seen: set[str] = set()
 
     @hypothesis_seed(seed)
@@ -178,19 +180,26 @@ def _draw(
     )
     @given(strategy)
     def collect(example: strategies.Example) -> None:
-        if len(found) >= profile.drawn and not missing:
-            raise _Covered
+        if len(found) >= profile.drawn and all(available[f] >= n for f, n in wanted.items()):
+            raise _Covered  # raised before this example is looked at: Hypothesis replays it
+        digest = inputs_digest([Input("", example.x, example.labels, example.options)])
+        if digest in seen:  # Hypothesis repeats itself; a repeat shows nothing new
+            return
+        seen.add(digest)
         shows = coverage.features(op, example)
-        if len(found) < profile.drawn or not shows.isdisjoint(missing):
-            digest = inputs_digest([Input("", example.x, example.labels, example.options)])
-            if digest in seen:  # Hypothesis repeats itself; a repeat shows nothing new
-                return
-            seen.add(digest)
+        if len(found) < profile.drawn:
             found.append(example)
-            for feature in shows & missing.keys():
-                missing[feature] -= 1
-                if not missing[feature]:
-                    del missing[feature]
+            for feature in shows & wanted.keys():
+                wanted[feature] -= 1
+                if not wanted[feature]:
+                    del wanted[feature]
+                    del available[feature]
+            return
+        useful = shows & wanted.keys()
+        if useful:
+            pool.append((example, frozenset(useful)))
+            for feature in useful:
+                available[feature] += 1
 
     with (
         strategies.without_local_constants(),
@@ -199,15 +208,42 @@ def _draw(
     ):
         warnings.simplefilter("ignore")  # Hypothesis' repr of the example that stopped it
         collect()
+    found += _fewest_covering(pool, wanted)
     drawn = tuple(found)
     cache.store_examples(key, drawn)
     return drawn
 
 
+def _fewest_covering(
+    pool: list[tuple[strategies.Example, frozenset[str]]], wanted: dict[str, int]
+) -> list[strategies.Example]:
+    """Greedy set multicover: repeatedly the candidate that shows the most features still
+    wanted (the earliest on ties), until each is shown its count or nothing helps. Every
+    chosen example is another call (under compilation, another program), so the fewest
+    examples that show everything keep a compiled cell cheap; greedy is within a factor
+    ln(features) of the fewest."""
+    wanted = dict(wanted)
+    chosen: list[strategies.Example] = []
+    remaining = list(pool)
+    while wanted and remaining:
+        scores = [len(useful & wanted.keys()) for _, useful in remaining]
+        best = max(range(len(remaining)), key=scores.__getitem__)
+        if not scores[best]:
+            break
+        example, useful = remaining.pop(best)
+        chosen.append(example)
+        for feature in useful & wanted.keys():
+            wanted[feature] -= 1
+            if not wanted[feature]:
+                del wanted[feature]
+    return chosen
+
+
 COVERAGE_DRAWS = 1024
 """Coverage-guided drawing: past `profile.drawn` examples, draws go on (up to this many,
-or 16 times `drawn`) keeping only examples that show a declared feature drawn fewer than
-`COVERAGE_MIN` times, so that every cell judges every option value and input class its
+or 16 times `drawn`) into a pool of candidates until the pool shows every declared feature
+`COVERAGE_MIN` times more than the first draws did; the fewest candidates that do are kept
+(`_fewest_covering`), so that every cell judges every option value and input class its
 implementation declares, whatever the profile's size (tests/test_coverage.py holds every
 implementation to it)."""
 COVERAGE_MIN = 3
@@ -289,6 +325,9 @@ def _run_batch(
     except UnsupportedCall as exc:
         result.unsupported.append(f"{batch[0].case}: {exc}")
         return
+    result.calls += 1
+    result.programs.add(outcome.program)
+    result.call_s += outcome.seconds
     if outcome.error is not None and stacked and len(batch) > 1:
         for item in batch:  # attribute the error to the input(s) that cause it
             _run_batch(adapter, impl, [item], device, mode, seed, result, stacked=True, rows=len(x))
@@ -455,9 +494,13 @@ def run_cell(
     started, reference_before = time.perf_counter(), REFERENCE_SECONDS[0]
     result = CellResult()
     result.gradients = not profile.gradients_once or mode == gradient_mode(adapter, impl)
-    items = corpus_inputs(impl, dtype) + drawn_inputs(impl, dtype, profile, seed)
+    drawn = drawn_inputs(impl, dtype, profile, seed)
+    items = corpus_inputs(impl, dtype) + drawn
     result.inputs_digest = inputs_digest(items)
-    run_inputs(adapter, impl, items, device, mode, seed, result)
+    run_inputs(
+        adapter, impl, items + metamorphic.variants(impl.op, drawn), device, mode, seed, result
+    )
+    metamorphic.check(impl.op, result.judgements)
     targeted_search(adapter, impl, dtype, device, mode, profile, seed, result)
     if profile.misuse_every_dtype or dtype == misuse_dtype(impl):
         opts = options_for(impl, {})

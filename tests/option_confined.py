@@ -61,6 +61,40 @@ def _uniform_over_fully_masked(x, labels, **o):
     return np.where(np.broadcast_to(empty, x.shape), np.asarray(1 / k, x.dtype), out)
 
 
+def _fully_masked_rows(x: np.ndarray, o: dict[str, Any]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Where x's rows (along the class axes) are fully masked, broadcast to x's shape."""
+    dims = _class_dims(x, o["axis"])
+    mask = np.broadcast_to(o["where"], x.shape)
+    return np.broadcast_to(~np.any(mask, axis=dims, keepdims=True), x.shape), dims
+
+
+def _fully_masked_by_class_order(x, labels, **o):
+    """A fully masked row comes back as 0 when its first logit exceeds its last, else NaN
+    (a kernel whose empty-row path reads the first and last entries): each answer is
+    acceptable alone; reversing the classes changes it."""
+    out = _exact(Op.SOFTMAX)(x, labels, **o)
+    if o.get("where") is None or not x.size:
+        return out
+    empty, dims = _fully_masked_rows(x, o)
+    first = np.take(x, [0], axis=dims[0]) if len(dims) == 1 else x.reshape(-1)[:1]
+    last = np.take(x, [-1], axis=dims[0]) if len(dims) == 1 else x.reshape(-1)[-1:]
+    zero = np.broadcast_to(first > last, x.shape)
+    return np.where(empty & zero, np.asarray(0, x.dtype), out)
+
+
+def _fully_masked_by_sign(x, labels, **o):
+    """A fully masked row comes back as -inf when its largest finite logit is negative, else
+    NaN (the masked logits decide the empty row's answer): each acceptable alone, but
+    shifting every logit changes it."""
+    out = _exact(Op.LOG_SOFTMAX)(x, labels, **o)
+    if o.get("where") is None or not x.size:
+        return out
+    empty, dims = _fully_masked_rows(x, o)
+    finite = np.where(np.isfinite(x), x, -np.inf)
+    negative = np.broadcast_to(np.max(finite, axis=dims, keepdims=True) < 0, x.shape)
+    return np.where(empty & negative, np.asarray(-np.inf, x.dtype), np.where(empty, np.nan, out))
+
+
 def _mask_as_lowest_logit(x, labels, **o):
     """A mask applied by adding the dtype's lowest finite value to masked logits: NaN and
     +inf behind the mask still count, the largest logit masked becomes 0, and a fully
@@ -241,6 +275,20 @@ OPTION_CONFINED: dict[str, tuple[Adapter, Op, str, str]] = dict(
             _sigmoid_cross_entropy_naive,
             "divergent",
             "infinity",
+        ),
+        _confined(
+            "fully-masked-by-class-order",
+            Op.SOFTMAX,
+            _fully_masked_by_class_order,
+            "divergent",
+            "metamorphic-class-order",
+        ),
+        _confined(
+            "fully-masked-by-sign",
+            Op.LOG_SOFTMAX,
+            _fully_masked_by_sign,
+            "divergent",
+            "metamorphic-shift",
         ),
         (
             "nan-gradient-behind-mask",

@@ -353,7 +353,13 @@ def test_the_quick_profile_judges_each_gradient_and_misuse_once() -> None:
 
 CONFINED_TO = {
     "axis": ["non-last-axis-as-last", "tuple-axis-first-only"],
-    "where": ["uniform-over-fully-masked", "mask-as-lowest-logit", "nan-gradient-behind-mask"],
+    "where": [
+        "uniform-over-fully-masked",
+        "mask-as-lowest-logit",
+        "nan-gradient-behind-mask",
+        "fully-masked-by-class-order",
+        "fully-masked-by-sign",
+    ],
     "scale": ["zero-scale-kept"],
     "class_weights": ["class-weights-ignored", "weighted-mean-by-count"],
     "ignore_index": ["ignored-counted-in-mean"],
@@ -373,3 +379,25 @@ def test_every_option_and_family_has_a_broken_implementation_the_quick_run_flags
     assert named <= set(BROKEN)
     families = {CATALOG[op].family for _, op, _, _ in BROKEN.values()}
     assert families == {spec.family for spec in CATALOG.values()}
+
+
+def test_a_record_counts_its_calls_and_programs() -> None:
+    """Stacking makes fewer calls than inputs; equal calls share a program."""
+    record = _cell(EXACT, Op.SOFTMAX)
+    assert 0 < record["programs"] <= record["calls"] < record["examples"]
+    assert record["call_s"] >= 0.0
+
+
+def test_coverage_keeps_the_fewest_candidates_that_show_every_feature() -> None:
+    from conformance.harness import _fewest_covering
+
+    pool = [
+        ("a", frozenset({"x"})),
+        ("b", frozenset({"y"})),
+        ("c", frozenset({"x", "y", "z"})),
+        ("d", frozenset({"z"})),
+        ("e", frozenset({"x", "z"})),
+    ]
+    assert _fewest_covering(pool, {"x": 2, "y": 1, "z": 2}) == ["c", "e"]
+    assert _fewest_covering(pool, {"w": 1}) == []
+    assert _fewest_covering(pool, {"y": 2}) == ["b", "c"]
