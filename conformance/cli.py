@@ -147,8 +147,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block), exit status 2 as before."""
+
+    def error(self, message: str) -> Any:  # argparse's signature: NoReturn
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="conformance",
         description="Judge frameworks' softmax, log_softmax, logsumexp and cross-entropy"
         " against an exact reference.",

@@ -13,17 +13,14 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conformance.drawing import PROFILES
 from conformance.dtypes import FLOAT_DTYPES
-from conformance.harness import PROFILES
+from conformance.usage import UsageError
 
 if TYPE_CHECKING:
-    from conformance import consistency
+    from conformance import consistency, runner
 
 DEFAULT_OUT = Path("reports") / "results.jsonl"
-
-
-class UsageError(Exception):
-    """A command-line mistake: printed as one line, exit status 2."""
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -120,42 +117,18 @@ def select_adapters(frameworks: list[str], paths: list[str]) -> list[str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """`conformance run`: every argument is validated before any file is touched; the
+    previous results file (when not resuming) is kept beside the new one."""
     from conformance import consistency, known, runner
-    from conformance.results import ResultsError, read_records
+    from conformance.results import read_records
 
-    for dtype in args.dtype:
-        if dtype not in FLOAT_DTYPES:
-            raise UsageError(f"--dtype {dtype!r}: choose from {', '.join(FLOAT_DTYPES)}")
-    if args.jobs < 1 or args.cell_timeout <= 0 or args.threads < 1:
-        raise UsageError("--jobs, --threads and --cell-timeout must be positive")
     out: Path = args.out or DEFAULT_OUT
-    adapters = select_adapters(args.framework, args.adapter)
-    skip: dict[str, set[tuple[str, str, str, str]]] = {}
-    if args.resume and out.exists():
-        try:
-            report = read_records(out)
-        except ResultsError as exc:
-            raise UsageError(f"--resume: {exc}") from None
-        for r in report.records:
-            key = (r["implementation"], r["dtype"], r["device"], r["mode"])
-            skip.setdefault(r["adapter"], set()).add(key)
-    else:
-        _check_writable(out)
-        out.unlink(missing_ok=True)
-    options = runner.RunOptions(
-        adapters=adapters,
-        profile=args.profile,
-        seed=args.seed,
-        dtypes=args.dtype or None,
-        devices=None if args.device == "all" else [args.device],
-        modes=None if args.mode == "all" else [args.mode],
-        shard=parse_shard(args.shard),
-        jobs=args.jobs,
-        threads=args.threads,
-        cell_timeout_s=args.cell_timeout,
-        known=args.known,
-        skip=skip,
-    )
+    report = args.report or (None if args.out else DEFAULT_OUT.with_name("index.html"))
+    options = _validated_run(args, out, report)
+    if not args.resume:
+        kept = _keep_previous(out)
+        if kept is not None:
+            print(f"previous results kept as {kept}", file=sys.stderr)
     from conformance.display import RunDisplay
 
     with RunDisplay() as display:
@@ -163,7 +136,6 @@ def run_command(args: argparse.Namespace) -> int:
     records = read_records(out).records
     found = consistency.disagreements(records, known.load(args.known))
     display.summary(records, outcomes, out, found)
-    report = args.report or (None if args.out else DEFAULT_OUT.with_name("index.html"))
     if report is not None:
         from conformance.report import write_report
 
@@ -173,6 +145,67 @@ def run_command(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     failed = any(r.get("unexpected") for r in records) or any(not d.known for d in found)
     return 1 if failed else 0
+
+
+def _validated_run(args: argparse.Namespace, out: Path, report: Path | None) -> runner.RunOptions:
+    """The run's options (with the cells a resume skips), or a UsageError; changes no file."""
+    from conformance import known, runner
+    from conformance.results import ResultsError, read_records
+
+    for dtype in args.dtype:
+        if dtype not in FLOAT_DTYPES:
+            raise UsageError(f"--dtype {dtype!r}: choose from {', '.join(FLOAT_DTYPES)}")
+    if args.jobs < 1 or not args.cell_timeout > 0 or args.threads < 1:  # NaN is not > 0
+        raise UsageError("--jobs, --threads and --cell-timeout must be positive")
+    shard = parse_shard(args.shard)
+    try:
+        known.load(args.known)
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise UsageError(f"--known {args.known}: {exc}") from None
+    adapters = select_adapters(args.framework, args.adapter)
+    for path in (out, report):
+        if path is not None:
+            _check_writable(path)
+    if report is not None and report.resolve() == out.resolve():
+        raise UsageError(f"--report {report}: the same file as --out")
+    skip: dict[str, set[tuple[str, str, str, str]]] = {}
+    if args.resume and out.exists():
+        try:
+            stored = read_records(out)
+        except ResultsError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+        for r in stored.records:
+            key = (r["implementation"], r["dtype"], r["device"], r["mode"])
+            skip.setdefault(r["adapter"], set()).add(key)
+    options = runner.RunOptions(
+        adapters=adapters,
+        profile=args.profile,
+        seed=args.seed,
+        dtypes=args.dtype or None,
+        devices=None if args.device == "all" else [args.device],
+        modes=None if args.mode == "all" else [args.mode],
+        shard=shard,
+        jobs=args.jobs,
+        threads=args.threads,
+        cell_timeout_s=args.cell_timeout,
+        known=args.known,
+        skip=skip,
+    )
+    return options
+
+
+def previous_path(out: Path) -> Path:
+    """Where a run keeps the results file it replaces: results.jsonl -> results.previous.jsonl."""
+    return out.with_name(f"{out.stem}.previous{out.suffix}")
+
+
+def _keep_previous(out: Path) -> Path | None:
+    """Move an existing results file aside (replacing an older kept one); its new path."""
+    if not out.exists():
+        return None
+    kept = previous_path(out)
+    os.replace(out, kept)
+    return kept
 
 
 def stale_deviations(
@@ -202,9 +235,17 @@ def stale_deviations(
 
 
 def _check_writable(path: Path) -> None:
+    """A UsageError unless `path` can be written as a file. Changes nothing: the folders a
+    writer will create are not created here; the nearest existing one takes a probe file."""
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: {folder} is not a folder")
+    probe = folder / f".{path.name}.probe"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.with_name(f".{path.name}.probe")
         probe.write_text("")
         probe.unlink()
     except OSError as exc:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from conformance.batching import repeat_rows
-from conformance.commands import UsageError
 from conformance.results import ResultsError, decode_array, read_records
+from conformance.usage import UsageError
 
 
 def _options(stored: dict[str, Any]) -> dict[str, Any]:

@@ -90,7 +90,8 @@ def read_records(path: str | os.PathLike[str]) -> ReadReport:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            if number >= len(lines) - 1:  # only the last line may be torn
+            if number == len(lines) and line.startswith("{"):
+                # torn: a record cut short by an interrupted write (no newline yet)
                 report.torn_lines.append(number)
                 continue
             raise ResultsError(f"{p}:{number}: not JSON") from None
@@ -157,6 +158,7 @@ def merge(paths: Iterable[str | os.PathLike[str]]) -> Iterator[dict[str, Any]]:
 def write_atomically(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
     """Write a whole results file through a temporary file and a rename: never half-written."""
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     with tmp.open("w", encoding="utf-8") as f:
         for record in records:

@@ -77,7 +77,7 @@ def test_a_runaway_allocation_is_contained(tmp_path: Path, monkeypatch) -> None:
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "conformance.cli", *args],
-        cwd=ROOT,
+        cwd=kwargs.pop("cwd", ROOT),
         capture_output=True,
         text=True,
         timeout=600,
@@ -150,11 +150,13 @@ def test_kill_dash_nine_then_resume_gives_the_uninterrupted_result(tmp_path: Pat
         (["run", "--dtype", "float8"], "--dtype"),
         (["run", "--out", "/proc/forbidden/results.jsonl"], "cannot write"),
         (["replay", "/no/such/file.jsonl"], "cannot read"),
-        (["merge", "-o", "x.jsonl", "README.md"], "not JSON"),
+        (["merge", "-o", "x.jsonl", str(ROOT / "README.md")], "not JSON"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_exit_2(args: list[str], message: str) -> None:
-    result = _cli(*args)
+def test_bad_input_is_one_clear_line_and_exit_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = _cli(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr

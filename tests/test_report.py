@@ -17,7 +17,8 @@ import pytest
 from harness_adapters import ExactAdapter, broken_adapters
 
 from conformance import known
-from conformance.harness import PROFILES, run_cell
+from conformance.drawing import PROFILES
+from conformance.harness import run_cell
 from conformance.ops import Op
 from conformance.report import build_context, render, write_report
 from conformance.results import ResultsError, ResultsWriter
@@ -230,8 +231,7 @@ def _console(stderr: str) -> list[str]:
 def test_the_report_works_in_chromium(run_dir: Path, tmp_path: Path) -> None:
     index = tmp_path / "index.html"
     write_report([run_dir / "results.jsonl"], index)
-    shot = ROOT / "reports" / "screenshot.png"
-    shot.parent.mkdir(exist_ok=True)
+    shot = tmp_path / "screenshot.png"
     dom = _browse(
         index, tmp_path / "profile", "--dump-dom", f"--screenshot={shot}", "--window-size=1280,2000"
     )

@@ -65,6 +65,7 @@ def test_writer_appends_and_a_torn_tail_is_set_aside(tmp_path) -> None:
     ("content", "message"),
     [
         ("not json at all\n{}\n", "not JSON"),
+        ("a complete last line is not a torn one\n", "not JSON"),
         ('{"a": 1}\n', "not a logit-conformance record"),
         ('{"schema": "other/9"}\n', "schema"),
     ],
