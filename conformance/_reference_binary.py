@@ -20,6 +20,8 @@ from conformance import _precision as P
 from conformance import _reference_kernels as K
 from conformance._reference_core import Exact, Undefined, first_code, tiered
 from conformance._reference_kernels import Rows, f64
+from conformance._reference_losses import reduce, reduction_factor, smoothed_zero_sign
+from conformance._reference_rows import RowView, exact_f64, normalize_axes
 from conformance.dtypes import FloatFormat
 from conformance.ops import Op, Reduction
 
@@ -170,9 +172,6 @@ def binary(
     cot: np.ndarray | None,
     opts: dict[str, object],
 ) -> Exact:
-    from conformance._reference_losses import reduce, reduction_factor, smoothed_zero_sign
-    from conformance.reference import RowView, exact_f64, normalize_axes
-
     if labels is None:
         raise ValueError(f"{op} needs labels")
     axes = () if opts["axis"] is None else normalize_axes(opts["axis"], x.ndim)

@@ -12,6 +12,7 @@ from conformance import _precision as P
 from conformance import _reference_kernels as K
 from conformance._reference_core import Exact, Undefined, first_code, tiered
 from conformance._reference_kernels import Rows, f64
+from conformance._reference_rows import RowView, canonical_rows, exact_f64, normalize_axes
 from conformance.dtypes import FloatFormat
 from conformance.ops import LabelKind, Op, Reduction, spec
 
@@ -184,12 +185,7 @@ def loss(
     cot: np.ndarray | None,
     opts: dict[str, object],
 ) -> Exact:
-    from conformance import _reference_binary
-    from conformance.reference import RowView, canonical_rows, exact_f64, normalize_axes
-
     sp = spec(op)
-    if sp.labels is LabelKind.BINARY:
-        return _reference_binary.binary(op, x, labels, fmt, cot, opts)
     if labels is None:
         raise ValueError(f"{op} needs labels")
     axes = normalize_axes(opts["axis"], x.ndim)

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from conformance.inputs import Input
 from conformance.judge import expected, input_key
 from conformance.ops import ARRAY_OPTIONS, Reduction
-from conformance.record import Input
 from conformance_adapters.interface import Implementation
 
 GRADIENT_MAX_ELEMENTS = 2**15

@@ -83,10 +83,10 @@ def machine_tag() -> str:
 
 def _code_digest() -> str:
     """The code the draws depend on: the strategies, what decides which draws are kept
-    (coverage-guided drawing: `coverage`, `harness._draw`) and how they are stored. Read as
+    (coverage-guided drawing: `coverage`, `drawing._draw`) and how they are stored. Read as
     files beside this one, not imported: the cache sits below the harness."""
     h = hashlib.sha256()
-    for name in ("strategies.py", "coverage.py", "harness.py"):
+    for name in ("strategies.py", "coverage.py", "drawing.py", "inputs.py"):
         h.update(Path(__file__).with_name(name).read_bytes())
     h.update(Path(__file__).read_bytes())
     for dist in ("hypothesis", "numpy"):
@@ -211,6 +211,7 @@ _REFERENCE_CODE = (
     "_reference_core.py",
     "_reference_kernels.py",
     "_reference_losses.py",
+    "_reference_rows.py",
     "budget.py",
     "cache.py",  # how an answer is stored and read back
     "dtypes.py",

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from conformance.inputs import Input
 from conformance.ops import CATALOG, Axes, LabelKind, Op, Option, Reduction, is_default
-from conformance.record import Input
 from conformance.strategies import Example
 
 _AXIS_FEATURES: dict[Axes, frozenset[str]] = {

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from conformance._reference_rows import normalize_axes
 from conformance.dtypes import float_format
 from conformance.errors import round_to
+from conformance.inputs import Input
 from conformance.judge import Finding, Judgement, Verdict, expected
 from conformance.ops import CATALOG, Family, LabelKind, Op
-from conformance.record import Input
-from conformance.reference import normalize_axes
 
 
 class Law(enum.StrEnum):

@@ -70,7 +70,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def check_cell(config: pytest.Config, cell: Any) -> None:
     """Run one cell; fail with its unexpected findings."""
     from conformance import known
-    from conformance.harness import PROFILES, run_cell
+    from conformance.drawing import PROFILES
+    from conformance.harness import run_cell
 
     adapter, impl, dtype, device, mode = cell
     reason = adapter.mode_availability().get(mode, "")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from conformance import known
+from conformance.inputs import Input
 from conformance.judge import Finding, Judgement, Verdict, worst
 from conformance.ops import Reduction
 from conformance.results import encode_array
@@ -17,22 +18,10 @@ from conformance_adapters.base import Adapter
 from conformance_adapters.interface import Implementation
 
 if TYPE_CHECKING:
-    from conformance.harness import Profile
+    from conformance.drawing import Profile
 
 MAX_FINDINGS = 25
 MAX_MESSAGES = 20
-
-
-@dataclass
-class Input:
-    """One input of a cell: a corpus case or a draw."""
-
-    case: str
-    x: np.ndarray
-    labels: np.ndarray | None
-    options: dict[str, Any]
-    invalid: bool = False
-    why: str = ""
 
 
 @dataclass
@@ -44,7 +33,7 @@ class CellResult:
     messages: set[str] = field(default_factory=set)
     misuse: dict[str, dict[str, Any]] = field(default_factory=dict)
     inputs_digest: str = ""
-    """`harness.inputs_digest` of the corpus and drawn inputs (targeted ones excluded)."""
+    """`inputs.inputs_digest` of the corpus and drawn inputs (targeted ones excluded)."""
     reference_s: float = 0.0
     """Seconds spent in the reference (answers another cell computed are reused)."""
     gradients: bool = True

@@ -17,7 +17,8 @@ import zlib
 from typing import Any, TextIO
 
 from conformance import known
-from conformance.harness import PROFILES, run_cell
+from conformance.drawing import PROFILES
+from conformance.harness import run_cell
 from conformance.judge import Verdict
 from conformance_adapters.base import Adapter
 from conformance_adapters.interface import Implementation

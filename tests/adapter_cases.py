@@ -120,7 +120,7 @@ def test_keras_activation_output_reaches_the_loss_as_the_tensor_it_is(name: str)
     """The activation-output-as-logits misuse passes the Keras activation's own tensor to
     the loss in one call (every mode): on TensorFlow, Keras recognises it, warns and uses
     the logits it remembered, which only happens if the tensor is Keras' own."""
-    from conformance.harness import options_for
+    from conformance.drawing import options_for
     from conformance.misuse import run_misuse
 
     adapter = _adapter(name)

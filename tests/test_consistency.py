@@ -15,7 +15,8 @@ from harness_adapters import ExactAdapter, _silent_labels
 
 from conformance import known
 from conformance.consistency import disagreements
-from conformance.harness import PROFILES, run_cell
+from conformance.drawing import PROFILES
+from conformance.harness import run_cell
 from conformance.ops import Op
 
 QUICK = PROFILES["quick"]

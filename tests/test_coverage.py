@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 from harness_adapters import ExactAdapter
 
-from conformance import coverage, harness
+from conformance import coverage, drawing, harness
+from conformance.inputs import Input
 from conformance.ops import Op, Reduction
-from conformance.record import Input
 from conformance_adapters.registry import BUILTIN, get_adapter
 
 THOROUGH_DRAWS = 200
 """The thorough profile's menu with fewer draws (coverage-guided drawing tops them up)."""
 
 
-def _profiles() -> list[harness.Profile]:
+def _profiles() -> list[drawing.Profile]:
     out = []
-    for profile in harness.PROFILES.values():
+    for profile in drawing.PROFILES.values():
         if profile.drawn > THOROUGH_DRAWS:
             profile = dataclasses.replace(profile, drawn=THOROUGH_DRAWS)
         out.append(profile)
@@ -41,7 +41,7 @@ def _declarations() -> list[tuple[str, object]]:
         except Exception as exc:  # pragma: no cover - a declaration must not need its framework
             pytest.fail(f"{name}: implementations() failed: {exc}")
         for impl in impls:
-            key = (impl.op, harness.surface(impl), impl.dtypes[:1])
+            key = (impl.op, drawing.surface(impl), impl.dtypes[:1])
             seen.setdefault(key, (f"{name}:{impl.name}", impl))
     return list(seen.values())
 
@@ -55,9 +55,9 @@ def test_every_declared_feature_is_drawn(named, profile, monkeypatch) -> None:
     monkeypatch.setenv("CONFORMANCE_CACHE_DIR", "off")
     _, impl = named
     dtype = "float32" if "float32" in impl.dtypes else impl.dtypes[0]
-    drawn = harness.drawn_inputs(impl, dtype, profile, seed=0)
+    drawn = drawing.drawn_inputs(impl, dtype, profile, seed=0)
     shown = set().union(*(coverage.features(impl.op, item) for item in drawn))
-    missing = harness.declared(impl, profile) - shown
+    missing = drawing.declared(impl, profile) - shown
     assert not missing, f"declared but never drawn in {profile.name}: {sorted(missing)}"
     assert len(drawn) >= profile.drawn
 
@@ -123,11 +123,11 @@ def test_a_cell_record_names_what_it_judged_and_what_it_never_drew() -> None:
     adapter = ExactAdapter()
     impl = next(i for i in adapter.implementations() if i.op is Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
     record = harness.run_cell(
-        adapter, impl, "float32", "cpu", "eager", harness.PROFILES["quick"], 0, known.load()
+        adapter, impl, "float32", "cpu", "eager", drawing.PROFILES["quick"], 0, known.load()
     )
     cov = record["coverage"]
     assert cov["not_drawn"] == []
     assert cov["exercised"]["reduction:weighted_mean"][0] > 0
     assert cov["exercised"]["axis:non-last"][1] > 0  # judged with a gradient too
-    summary = coverage.summary(impl.op, [], harness.declared(impl, harness.PROFILES["quick"]))
+    summary = coverage.summary(impl.op, [], drawing.declared(impl, drawing.PROFILES["quick"]))
     assert "ignore_index:all" in summary["not_drawn"]

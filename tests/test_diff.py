@@ -14,7 +14,8 @@ import pytest
 from harness_adapters import ExactAdapter, broken_adapters
 
 from conformance.diff import diff, diff_command, ratio_grew, special_signature, ulp_grew
-from conformance.harness import PROFILES, run_cell
+from conformance.drawing import PROFILES
+from conformance.harness import run_cell
 from conformance.ops import Op
 from conformance.results import ResultsError, ResultsWriter
 

@@ -17,8 +17,9 @@ from harness_adapters import (
 from option_confined import OPTION_CONFINED
 
 from conformance import known
+from conformance.drawing import PROFILES, drawn_inputs
 from conformance.dtypes import FLOAT_DTYPES
-from conformance.harness import PROFILES, drawn_inputs, run_cell
+from conformance.harness import run_cell
 from conformance.ops import Op
 
 QUICK = PROFILES["quick"]
@@ -233,7 +234,7 @@ def test_inputs_equal_in_meaning_batch_together_and_invalid_ones_apart() -> None
     same ({} and {"axis": -1}) share a call, invalid rows only join invalid rows (a call
     that raises is re-run input by input), and stacks are padded to power-of-two rows."""
     from conformance.batching import batch_key, stack
-    from conformance.record import Input
+    from conformance.inputs import Input
 
     impl = next(i for i in EXACT.implementations() if i.op is Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
     x, y = np.zeros((3, 4), np.float32), np.array([0, 1, 2])
@@ -288,7 +289,7 @@ def test_an_inputs_cotangent_does_not_depend_on_its_batch() -> None:
     batched, padded or alone, an input gets the same one (a re-run that drew a new one could
     make a gradient finding vanish and be called batch-dependent)."""
     from conformance.batching import cotangent, stack
-    from conformance.record import Input
+    from conformance.inputs import Input
 
     impl = next(i for i in EXACT.implementations() if i.op is Op.SOFTMAX)
     a = Input("a", np.arange(6, dtype=np.float32).reshape(2, 3), None, {})
@@ -300,40 +301,6 @@ def test_an_inputs_cotangent_does_not_depend_on_its_batch() -> None:
     assert np.array_equal(cotangent(impl, [a], a.x, 0, stacked=False), both[:2])
     assert not np.array_equal(cotangent(impl, [a], a.x, 1, stacked=False), both[:2])
     assert np.array_equal(both[5:8], both[0:3])  # padding repeats rows as x's do
-
-
-def test_draws_do_not_depend_on_the_modules_a_process_loaded(tmp_path, monkeypatch) -> None:
-    """Hypothesis mixes literals of loaded local modules into its draws; an adapter's
-    module must not change the inputs another worker would draw for the same seed."""
-    import importlib
-    import sys
-
-    from conformance import harness
-
-    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", "off")
-    draw = harness._draw.__wrapped__  # past the in-memory cache
-    impl = next(i for i in EXACT.implementations() if i.op is Op.SPARSE_SOFTMAX_CROSS_ENTROPY)
-    args = (impl.op, "float32", harness.surface(impl), QUICK, 0)
-    before = harness.inputs_digest(
-        [
-            harness.Input(str(i), e.x, e.labels, e.options, e.invalid)
-            for i, e in enumerate(draw(*args))
-        ]
-    )
-    literals = ", ".join(f"{v!r}" for v in (3.5, -2.75, 1e4, 65504.0, 7, 2, 1, 0.1, -1e30, 999))
-    (tmp_path / "odd_constants.py").write_text(f"VALUES = [{literals}]\nNAME = 'odd'\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.import_module("odd_constants")
-    try:
-        after = harness.inputs_digest(
-            [
-                harness.Input(str(i), e.x, e.labels, e.options, e.invalid)
-                for i, e in enumerate(draw(*args))
-            ]
-        )
-    finally:
-        sys.modules.pop("odd_constants", None)
-    assert after == before
 
 
 def test_the_quick_profile_judges_each_gradient_and_misuse_once() -> None:
@@ -386,18 +353,3 @@ def test_a_record_counts_its_calls_and_programs() -> None:
     record = _cell(EXACT, Op.SOFTMAX)
     assert 0 < record["programs"] <= record["calls"] < record["examples"]
     assert record["call_s"] >= 0.0
-
-
-def test_coverage_keeps_the_fewest_candidates_that_show_every_feature() -> None:
-    from conformance.harness import _fewest_covering
-
-    pool = [
-        ("a", frozenset({"x"})),
-        ("b", frozenset({"y"})),
-        ("c", frozenset({"x", "y", "z"})),
-        ("d", frozenset({"z"})),
-        ("e", frozenset({"x", "z"})),
-    ]
-    assert _fewest_covering(pool, {"x": 2, "y": 1, "z": 2}) == ["c", "e"]
-    assert _fewest_covering(pool, {"w": 1}) == []
-    assert _fewest_covering(pool, {"y": 2}) == ["b", "c"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.inputs import Input
 from conformance.judge import Judgement
 from conformance.metamorphic import LAWS, Law, shift_for, variants, violation
 from conformance.ops import CATALOG, Op, Reduction
-from conformance.record import Input
 
 
 def _sparse_item() -> Input:

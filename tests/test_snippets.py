@@ -131,7 +131,7 @@ def test_a_call_of_repeated_rows_is_rebuilt_by_the_snippet() -> None:
     from fake_adapters import FakeAdapter
 
     from conformance.batching import stack
-    from conformance.record import Input
+    from conformance.inputs import Input
 
     adapter = FakeAdapter()
     impl = adapter.implementations()[0]
