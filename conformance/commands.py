@@ -252,11 +252,25 @@ def _check_writable(path: Path) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def require_cells(paths: list[Path]) -> None:
+    """A UsageError unless every file is a results file with at least one cell in it."""
+    from conformance.results import ResultsError, read_records
+
+    for path in paths:
+        try:
+            found = read_records(path)
+        except ResultsError as exc:
+            raise UsageError(str(exc)) from None
+        if not found.records:
+            raise UsageError(f"{path}: no cells in it (an empty or interrupted run?)")
+
+
 def merge_command(args: argparse.Namespace) -> int:
     from conformance.results import ResultsError, merge, write_atomically
 
     if not args.files:
         raise UsageError("merge: give at least one results file")
+    require_cells(args.files)
     try:
         records = list(merge(args.files))
     except ResultsError as exc:
@@ -279,6 +293,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     if not args.results:
         raise UsageError("report: give at least one results file")
+    require_cells([*args.results, *args.baseline])
     _check_writable(args.out)
     try:
         write_report(list(args.results), args.out, list(args.baseline) or None)
@@ -292,6 +307,7 @@ def diff_cli(args: argparse.Namespace) -> int:
     from conformance.diff import diff_command
     from conformance.results import ResultsError
 
+    require_cells([args.baseline, args.current])
     try:
         return diff_command([args.baseline], [args.current])
     except ResultsError as exc:

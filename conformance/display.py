@@ -29,6 +29,10 @@ _STYLE = {
 }
 
 
+TABLE_WIDTH = 132
+"""Narrower than this, the summary table would cut names and headers ("kera…"): lines."""
+
+
 class RunDisplay:
     """Progress bars per adapter while a run goes; `summary()` afterwards."""
 
@@ -78,12 +82,6 @@ class RunDisplay:
         out: Path,
         disagreements: Sequence[Disagreement] = (),
     ) -> None:
-        table = Table(title="conformance run", show_lines=False)
-        table.add_column("adapter")
-        table.add_column("version")
-        for verdict in Verdict:
-            table.add_column(verdict.value, justify="right", style=_STYLE[verdict.value])
-        table.add_column("unexpected", justify="right")
         by_adapter: dict[str, Counter[str]] = {}
         versions: dict[str, str] = {}
         unexpected: Counter[str] = Counter()
@@ -91,14 +89,11 @@ class RunDisplay:
             by_adapter.setdefault(r["adapter"], Counter())[r["verdict"]] += 1
             versions[r["adapter"]] = str(r.get("framework_version"))
             unexpected[r["adapter"]] += bool(r.get("unexpected"))
-        for name, counts in by_adapter.items():
-            table.add_row(
-                escape(name),
-                escape(versions[name]),
-                *(str(counts.get(v.value, "")) for v in Verdict),
-                str(unexpected[name] or ""),
-            )
-        self.console.print(table)
+        if self.console.is_terminal and self.console.width >= TABLE_WIDTH:
+            self.console.print(_table(by_adapter, versions, unexpected))
+        else:  # a CI log or a narrow terminal: a plain line per adapter, nothing cut
+            for line in summary_lines(by_adapter, versions, unexpected):
+                self.console.print(escape(line), soft_wrap=True, highlight=False)
         for outcome in outcomes:
             if outcome.skipped:
                 self.console.print(
@@ -119,3 +114,34 @@ class RunDisplay:
                 f" {escape(example.implementation)}"
                 f" {example.dtype}: {escape(example.describe())}"
             )
+
+
+def _table(
+    by_adapter: dict[str, Counter[str]], versions: dict[str, str], unexpected: Counter[str]
+) -> Table:
+    table = Table(title="conformance run", show_lines=False)
+    table.add_column("adapter", overflow="fold")
+    table.add_column("version", overflow="fold")
+    for verdict in Verdict:
+        table.add_column(verdict.value, justify="right", style=_STYLE[verdict.value])
+    table.add_column("unexpected", justify="right")
+    for name, counts in by_adapter.items():
+        table.add_row(
+            escape(name),
+            escape(versions[name]),
+            *(str(counts.get(v.value, "")) for v in Verdict),
+            str(unexpected[name] or ""),
+        )
+    return table
+
+
+def summary_lines(
+    by_adapter: dict[str, Counter[str]], versions: dict[str, str], unexpected: Counter[str]
+) -> list[str]:
+    """The summary as plain lines: 'keras-jax 3.15.1: 40 pass, 2 error; 2 unexpected'."""
+    lines = []
+    for name, counts in by_adapter.items():
+        verdicts = ", ".join(f"{counts[v.value]} {v.value}" for v in Verdict if counts[v.value])
+        tail = f"; {unexpected[name]} unexpected" if unexpected[name] else ""
+        lines.append(f"{name} {versions[name]}: {verdicts}{tail}")
+    return lines

@@ -73,7 +73,8 @@ class Judgement:
     special: str | None = None
     """For inputs with special values or undefined results: what came back, summarised."""
     reaction: str | None = None
-    """For invalid inputs: 'raises', 'warns' or 'silent'."""
+    """For invalid inputs: 'raises', 'warns', 'silent-nonfinite' (answers NaN or inf: a
+    user can notice) or 'silent-finite' (answers a plausible number: nobody notices)."""
     elements: int = 0
 
     @property
@@ -322,6 +323,17 @@ def expected(
     return want
 
 
+def finite_answer(value: np.ndarray | None) -> bool:
+    """Whether an answer to an invalid input is all finite: a plausible wrong result, not
+    the NaN or inf that a user (or a training loop's NaN check) would notice."""
+    return value is not None and bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
+
+
+def silent_reaction(value: np.ndarray | None) -> str:
+    """'silent-finite' (unnoticeable) or 'silent-nonfinite' (NaN or inf somewhere)."""
+    return "silent-finite" if finite_answer(value) else "silent-nonfinite"
+
+
 def judge(
     op: Op,
     x: np.ndarray,
@@ -340,13 +352,19 @@ def judge(
     j = Judgement()
     dtype = dtype_name(x.dtype)
     if invalid:
-        j.reaction = "raises" if error else ("warns" if warned else "silent")
+        j.reaction = "raises" if error else ("warns" if warned else silent_reaction(value))
         if not error:
+            looks = (
+                "a finite answer that looks like a result"
+                if finite_answer(value)
+                else "NaN or inf, which a user can notice"
+            )
             j.findings.append(
                 Finding(
                     Verdict.ERROR,
                     "silent-invalid",
-                    f"returned {summarise_values(value, 4)} for invalid input instead of raising",
+                    f"returned {summarise_values(value, 4)} for invalid input instead of raising"
+                    f" ({looks})",
                     case,
                 )
             )

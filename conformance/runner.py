@@ -164,6 +164,11 @@ class _Worker:
         self.proc.wait()
 
 
+def _same_api(hung: CellKey, planned: list[CellKey], done: set[CellKey]) -> list[CellKey]:
+    """The cells still to run of the implementation whose cell `hung` hung."""
+    return [k for k in planned if k[0] == hung[0] and k not in done and k != hung]
+
+
 def run_adapter(
     name: str, options: RunOptions, writer: ResultsWriter, lock: threading.Lock, progress: Progress
 ) -> AdapterOutcome:
@@ -253,6 +258,26 @@ def run_adapter(
                 result.records += 1
                 result.crashes.append(f"{'/'.join(current)}: {words}")
                 progress("record", record)
+                if hung:
+                    for key in _same_api(current, planned or [], done):
+                        skipped = _crashed_record(
+                            adapter.name,
+                            adapter.framework,
+                            adapter.version(),
+                            key,
+                            Verdict.TIMEOUT.value,
+                            f"not called: {current[0]} hung in {'/'.join(current[1:])}"
+                            f" (no answer for {options.cell_timeout_s:.0f} s); an API that"
+                            " hangs is not called again in this run",
+                            options.seed,
+                            options.profile,
+                            0.0,
+                        )
+                        with lock:
+                            writer.write(skipped)
+                        done.add(key)
+                        result.records += 1
+                        progress("record", skipped)
                 break
         worker.kill()
         if finished or (planned is not None and all(k in done for k in planned)):

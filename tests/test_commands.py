@@ -74,21 +74,36 @@ RUN: Choices = {
 REPORT: Choices = {
     "results": (
         [["reports/results.jsonl"]],
-        [[], ["missing.jsonl"], ["bad.jsonl"], ["reports/results.jsonl", "bad.jsonl"]],
+        [
+            [],
+            ["missing.jsonl"],
+            ["bad.jsonl"],
+            ["empty.jsonl"],
+            ["reports/results.jsonl", "bad.jsonl"],
+        ],
     ),
     "out": ([["-o", "new/r.html"]], [["-o", "/proc/nope/r.html"], ["-o", "a-folder"]]),
-    "baseline": ([["--baseline", "reports/results.jsonl"]], [["--baseline", "bad.jsonl"]]),
+    "baseline": (
+        [["--baseline", "reports/results.jsonl"]],
+        [["--baseline", "bad.jsonl"], ["--baseline", "empty.jsonl"]],
+    ),
 }
 MERGE: Choices = {
-    "files": ([["reports/results.jsonl"]], [[], ["missing.jsonl"], ["bad.jsonl"]]),
+    "files": ([["reports/results.jsonl"]], [[], ["missing.jsonl"], ["bad.jsonl"], ["empty.jsonl"]]),
     "out": ([["-o", "new/m.jsonl"]], [[], ["-o", "/proc/nope/m.jsonl"], ["-o", "a-folder"]]),
 }
 DIFF: Choices = {
-    "baseline": ([["reports/results.jsonl"]], [[], ["missing.jsonl"], ["bad.jsonl"]]),
-    "current": ([["reports/results.jsonl"]], [["missing.jsonl"], ["bad.jsonl"]]),
+    "baseline": (
+        [["reports/results.jsonl"]],
+        [[], ["missing.jsonl"], ["bad.jsonl"], ["empty.jsonl"]],
+    ),
+    "current": ([["reports/results.jsonl"]], [["missing.jsonl"], ["bad.jsonl"], ["empty.jsonl"]]),
 }
 REPLAY: Choices = {
-    "results": ([["reports/results.jsonl"]], [[], ["missing.jsonl"], ["bad.jsonl"]]),
+    "results": (
+        [["reports/results.jsonl"]],
+        [[], ["missing.jsonl"], ["bad.jsonl"], ["empty.jsonl"]],
+    ),
     "cell": ([], [["no/such/cell"]]),
 }
 COMMANDS = {"run": RUN, "report": REPORT, "merge": MERGE, "diff": DIFF, "replay": REPLAY}
@@ -134,6 +149,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "reports" / "results.jsonl").write_text(json.dumps(RECORD) + "\n")
     (root / "reports" / "index.html").write_text("<!doctype html><title>the user's report</title>")
     (root / "bad.jsonl").write_text("this is not JSON\n")
+    (root / "empty.jsonl").write_text("")
     (root / "good.toml").write_text("# no deviations\n")
     (root / "bad.toml").write_text("[[deviation]]\nid = 'x'\n")  # lacks reason and link
     (root / "a-folder").mkdir()

@@ -92,7 +92,8 @@ def test_an_invalid_input_reaction_that_depends_on_the_mode_is_found() -> None:
     found = disagreements(_records(CompiledSilentLabels(), Op.SPARSE_SOFTMAX_CROSS_ENTROPY), [])
     reactions = {d.case: d.answers for d in found if d.what == "invalid-input reaction"}
     assert reactions, found
-    assert all(a == {"eager": "raises", "compiled": "silent"} for a in reactions.values())
+    assert all(a["eager"] == "raises" for a in reactions.values())
+    assert all(a["compiled"].startswith("silent-") for a in reactions.values())
 
 
 def test_a_known_deviation_classifies_a_disagreement(tmp_path) -> None:

@@ -31,8 +31,12 @@ def test_a_ci_log_names_every_adapter_in_full_and_cuts_nothing() -> None:
     assert "6 cells, 2 with unexpected findings" in text
 
 
-def test_a_terminal_gets_the_table_with_names_folded_not_cut() -> None:
-    text = _summary(terminal=True, width=80)
-    assert "…" not in text
+def test_a_narrow_terminal_gets_the_lines() -> None:
+    assert f"{LONG} 3.15.1: 2 pass" in _summary(terminal=True, width=80)
+
+
+def test_a_wide_terminal_gets_the_table_with_nothing_cut() -> None:
+    text = _summary(terminal=True, width=140)
+    assert "…" not in text and LONG in text
     assert "conformance run" in text and "inaccurate" in text
     assert "keras-tensorflow" in text

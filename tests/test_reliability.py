@@ -26,18 +26,33 @@ def _importable_test_adapters(monkeypatch) -> None:
 
 
 def _run(adapter: str, out: Path, timeout: float = 20.0, **extra) -> list[dict]:
-    options = runner.RunOptions(
-        adapters=[adapter],
-        dtypes=["float32"],
-        modes=["eager"],
-        cell_timeout_s=timeout,
-        jobs=1,
-        **extra,
-    )
+    settings = {"dtypes": ["float32"], "modes": ["eager"], "jobs": 1, **extra}
+    options = runner.RunOptions(adapters=[adapter], cell_timeout_s=timeout, **settings)
     runner.run(options, out, lambda event, data: None)
     report = read_records(out)
     assert not report.torn_lines
     return report.records
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory) -> None:
+    """One healthy run of the same cells first, so that the draws and reference answers are
+    cached: the short cell timeouts below then only have to outlast a cell's framework calls,
+    not a cold cache (the session's cache starts empty, tests/conftest.py)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        options = runner.RunOptions(
+            adapters=["tests.harness_adapters:ExactAdapter"],
+            dtypes=["float32", "float16", "bfloat16"],
+            modes=["eager"],
+            cell_timeout_s=600.0,
+            jobs=1,
+        )
+        runner.run(options, tmp_path_factory.mktemp("warm") / "r.jsonl", lambda e, d: None)
+    finally:
+        sys.path.remove(str(ROOT))
 
 
 FAULTS = {
@@ -49,6 +64,7 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.usefixtures("warm_cache")
 def test_a_fault_costs_only_its_cell(fault: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     verdict, words = FAULTS[fault]
@@ -62,6 +78,24 @@ def test_a_fault_costs_only_its_cell(fault: str, tmp_path: Path, monkeypatch) ->
     assert time.monotonic() - started < 300
 
 
+@pytest.mark.usefixtures("warm_cache")
+def test_an_api_that_hangs_is_not_called_again(tmp_path: Path, monkeypatch) -> None:
+    """Its other cells are recorded as timeouts at once, not each after its own timeout."""
+    monkeypatch.chdir(ROOT)
+    records = _run(
+        "tests.fault_adapters:HangAdapter",
+        tmp_path / "r.jsonl",
+        timeout=10.0,
+        dtypes=["float32", "float16", "bfloat16"],
+    )
+    hung = [r for r in records if r["implementation"] == "exact.softmax"]
+    assert sorted(r["dtype"] for r in hung) == ["bfloat16", "float16", "float32"]
+    assert all(r["verdict"] == "timeout" for r in hung)
+    assert sum("not called" in r["findings"][0]["detail"] for r in hung) == 2
+    assert all(r["verdict"] == "pass" for r in records if r["implementation"] != "exact.softmax")
+
+
+@pytest.mark.usefixtures("warm_cache")
 def test_a_runaway_allocation_is_contained(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("CONFORMANCE_WORKER_MEMORY_GB", "2")

@@ -171,7 +171,9 @@ def reaction_table(groups: list[AdapterGroup]) -> tuple[list[str], list[tuple[An
                 per_case.setdefault(column, []).append(str(reaction))
         if per_case:
             named.update(k for k in per_case if k != "drawn")
-            tallies = {k: (_tally(v), "silent" in v) for k, v in per_case.items()}
+            tallies = {
+                k: (_tally(v), any(r.startswith("silent") for r in v)) for k, v in per_case.items()
+            }
             rows.append((impl, tallies))
     cols = sorted(named)
     if any("drawn" in t for _, t in rows):
