@@ -241,43 +241,43 @@ def run_adapter(
                     result.skipped = f"worker failed outside any cell: {words}"
                     progress("skipped", {"adapter": name, "reason": result.skipped})
                     return result
-                record = _crashed_record(
-                    adapter.name,
-                    adapter.framework,
-                    adapter.version(),
+
+                def lost(key: CellKey, verdict: str, words: str, seconds: float) -> None:
+                    """Record a cell the worker did not finish (or was not given)."""
+                    record = _crashed_record(
+                        adapter.name,
+                        adapter.framework,
+                        adapter.version(),
+                        key,
+                        verdict,
+                        words,
+                        options.seed,
+                        options.profile,
+                        seconds,
+                    )
+                    with lock:
+                        writer.write(record)
+                    done.add(key)
+                    result.records += 1
+                    progress("record", record)
+
+                lost(
                     current,
                     Verdict.TIMEOUT.value if hung else verdict,
                     words,
-                    options.seed,
-                    options.profile,
                     time.monotonic() - started,
                 )
-                with lock:
-                    writer.write(record)
-                done.add(current)
-                result.records += 1
                 result.crashes.append(f"{'/'.join(current)}: {words}")
-                progress("record", record)
                 if hung:
                     for key in _same_api(current, planned or [], done):
-                        skipped = _crashed_record(
-                            adapter.name,
-                            adapter.framework,
-                            adapter.version(),
+                        lost(
                             key,
                             Verdict.TIMEOUT.value,
                             f"not called: {current[0]} hung in {'/'.join(current[1:])}"
                             f" (no answer for {options.cell_timeout_s:.0f} s); an API that"
                             " hangs is not called again in this run",
-                            options.seed,
-                            options.profile,
                             0.0,
                         )
-                        with lock:
-                            writer.write(skipped)
-                        done.add(key)
-                        result.records += 1
-                        progress("record", skipped)
                 break
         worker.kill()
         if finished or (planned is not None and all(k in done for k in planned)):
