@@ -156,6 +156,15 @@ REGRESSION_LANES: dict[str, Lane] = {
             ("0.7.0", {}),  # constraints/cpu.txt as is: numpy 2.4, ml_dtypes 0.6
         ),
     ),
+    "optax": Lane(
+        install=("optax=={version}", "jax[cpu]"),
+        controls=("optax",),
+        companions=(
+            # optax 0.2.4-0.2.7 with jax 0.5.3, the first jax optax 0.2.8 (cpu.txt) accepts.
+            ("0.2.4", {**_JAX_05, "jax": "0.5.3", "jaxlib": "0.5.3", "chex": "0.1.89"}),
+            ("0.2.8", {}),
+        ),
+    ),
     "tensorflow": Lane(
         install=("tensorflow-cpu=={version}",),
         controls=("tensorflow-cpu", "tensorflow"),
@@ -209,14 +218,17 @@ def _requirement_name(line: str) -> str:
     return _normalise(re.split(r"[\s\[=<>!~;@]", line.strip(), maxsplit=1)[0])
 
 
-def regression_install(framework: str, release: str) -> tuple[list[str], list[str]]:
-    """(pip install arguments, constraints lines) for `framework` at `release`."""
+def regression_install(
+    framework: str, release: str, extra: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(pip install arguments, constraints lines) for `framework` at `release`; `extra`
+    pins override the lane's companions (a real-bug pair's own era)."""
     if framework not in REGRESSION_LANES:
         raise ValueError(
             f"unknown framework {framework!r}: choose from {', '.join(REGRESSION_LANES)}"
         )
     lane = REGRESSION_LANES[framework]
-    pins = lane.row(framework, release)
+    pins = {**lane.row(framework, release), **(extra or {})}
     requirements = [r.format(version=release) for r in lane.install]
     requirements += [f"{name}=={v}" for name, v in pins.items() if v is not None]
     dropped = {_normalise(n) for n in (*lane.controls, *pins)}
@@ -228,14 +240,17 @@ def regression_install(framework: str, release: str) -> tuple[list[str], list[st
     return ["-e", ".", *requirements], constraints
 
 
-def _regression_env(session: nox.Session, framework: str, release: str) -> Path:
+def _regression_env(
+    session: nox.Session, framework: str, release: str, extra: dict[str, str] | None = None
+) -> Path:
     """A virtualenv under .nox/ with the suite and `framework` at `release` (reused while the
     pins, pyproject.toml and constraints/cpu.txt are unchanged). Returns its bin directory."""
     try:
-        args, constraints = regression_install(framework, release)
+        args, constraints = regression_install(framework, release, extra)
     except ValueError as exc:
         session.error(str(exc))
-    env = REGRESSION_ENVS / f"regression-{framework}-{release}"
+    suffix = hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:8]
+    env = REGRESSION_ENVS / f"regression-{framework}-{release}{'-' + suffix if extra else ''}"
     bindir = env / "bin"
     stamp = env / ".regression-stamp"
     inputs = json.dumps([args, constraints, Path("pyproject.toml").read_text()])
@@ -355,6 +370,60 @@ def regression(session: nox.Session) -> None:
     )
     text = REPORTS / f"regression-{framework}.txt"
     _diff(session, newest, results["old"], results["new"], text)
+
+
+REAL_BUGS = Path("conformance/real_bugs.toml")
+REAL_BUG_REPORTS = REPORTS / "real-bugs"
+
+
+@nox.session(venv_backend="none", name="real-bugs")
+def real_bugs(session: nox.Session) -> None:
+    """`nox -s real-bugs [-- ID ...]`: every real bad->fixed release pair of
+    conformance/real_bugs.toml installed (cached environments) and run on the cells of its
+    API (quick profile, seed 0); fails unless the bad release is flagged where the fixed one
+    is not and no cell fails on the suite's own call. Writes reports/real-bugs/."""
+    import tomllib
+
+    pairs = tomllib.loads(REAL_BUGS.read_text())["pair"]
+    unknown = set(session.posargs) - {p["id"] for p in pairs}
+    if unknown:
+        session.error(f"unknown pair {sorted(unknown)}: see {REAL_BUGS}")
+    chosen = [p for p in pairs if not session.posargs or p["id"] in session.posargs]
+    for pair in chosen:  # refuse before installing anything
+        for side in ("bad", "fixed"):
+            try:
+                regression_install(pair["framework"], pair[side], pair.get("pins"))
+            except ValueError as exc:
+                session.error(f"{pair['id']}: {exc}")
+    REAL_BUG_REPORTS.mkdir(parents=True, exist_ok=True)
+    verdicts = REAL_BUG_REPORTS / "verdicts.json"
+    failed = []
+    for pair in chosen:
+        bins = {
+            side: _regression_env(session, pair["framework"], pair[side], pair.get("pins"))
+            for side in ("bad", "fixed")
+        }
+        session.run(
+            str(bins["fixed"] / "python"),
+            "-m",
+            "conformance.bug_pairs",
+            "run",
+            pair["id"],
+            "--bad-bin",
+            str(bins["bad"]),
+            "--fixed-bin",
+            str(bins["fixed"]),
+            "--out",
+            str(REAL_BUG_REPORTS),
+            "--verdicts",
+            str(verdicts),
+            external=True,
+            success_codes=[0, 1],
+        )
+        if json.loads(verdicts.read_text())[pair["id"]]["status"] != "caught":
+            failed.append(pair["id"])
+    if failed:
+        session.error(f"not caught (or our call fails): {', '.join(failed)}; see {verdicts}")
 
 
 def _cell(line: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ behaviour: an `Implementation` (one user-facing API bound to one catalog op) tak
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "Outcome",
     "Runner",
     "UnsupportedCall",
+    "api_selected",
 ]
 
 MODES: tuple[str, ...] = ("eager", "compiled", "compiled-xla")
@@ -54,6 +56,12 @@ Runner = Callable[[Any, Any, dict[str, Any], Any], tuple[Any, Any]]
 
 class UnsupportedCall(ValueError):
     """A Call that the Implementation does not declare (a harness error, not a finding)."""
+
+
+def api_selected(name: str, patterns: list[str]) -> bool:
+    """Whether an implementation name matches one of the `--api` patterns (shell-style,
+    case-sensitive)."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help=f"one of {', '.join(FLOAT_DTYPES)}; repeatable; default: all",
     )
     p.add_argument("--mode", choices=("eager", "compiled", "all"), default="all")
+    p.add_argument(
+        "--api",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only the implementations whose name matches (shell-style, e.g. 'optax.*',"
+        " 'keras.ops.softmax'); repeatable; default: all",
+    )
     p.add_argument("--profile", choices=tuple(PROFILES), default="quick")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -163,6 +171,7 @@ def _validated_run(args: argparse.Namespace, out: Path, report: Path | None) -> 
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise UsageError(f"--known {args.known}: {exc}") from None
     adapters = select_adapters(args.framework, args.adapter)
+    _check_apis(args.api, adapters)
     for path in (out, report):
         if path is not None:
             _check_writable(path)
@@ -184,6 +193,7 @@ def _validated_run(args: argparse.Namespace, out: Path, report: Path | None) -> 
         dtypes=args.dtype or None,
         devices=None if args.device == "all" else [args.device],
         modes=None if args.mode == "all" else [args.mode],
+        apis=args.api or None,
         shard=shard,
         jobs=args.jobs,
         threads=args.threads,
@@ -192,6 +202,23 @@ def _validated_run(args: argparse.Namespace, out: Path, report: Path | None) -> 
         skip=skip,
     )
     return options
+
+
+def _check_apis(patterns: list[str], adapters: list[str]) -> None:
+    """Each --api pattern names an implementation of a chosen adapter (declarations import
+    no framework, so this costs nothing)."""
+    if not patterns:
+        return
+    from conformance_adapters.interface import api_selected
+    from conformance_adapters.registry import get_adapter
+
+    names = {impl.name for a in adapters for impl in get_adapter(a).implementations()}
+    for pattern in patterns:
+        if not any(api_selected(name, [pattern]) for name in names):
+            raise UsageError(
+                f"--api {pattern!r} matches no implementation of {', '.join(adapters)}"
+                " (see the report's implementation names)"
+            )
 
 
 def previous_path(out: Path) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.dtypes import float_format
 from conformance.inputs import Input
 from conformance.ops import CATALOG, Axes, LabelKind, Op, Option, Reduction, is_default
 from conformance.strategies import Example
@@ -76,6 +77,14 @@ def declared(
     out |= {f"rank:{r}" for r in ranks}
     if empty:
         out.add("empty")
+    spec = CATALOG[op]
+    if not spec.input_is_probability:
+        out.add("near-overflow")
+    if not spec.input_is_probability and (
+        spec.labels is LabelKind.DENSE
+        or (spec.labels is LabelKind.INTEGER and Option.LABEL_SMOOTHING in options)
+    ):
+        out.add("overflowing-log-probability")
     return frozenset(out)
 
 
@@ -101,6 +110,10 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
             if all(n == 1 for n in x.shape[max(class_dims) + 1 :]):
                 out.add("axis:followed-by-size-1")
     where = opts.get("where")
+    if _near_overflow(x, where):
+        out.add("near-overflow")
+        if _overflowing_log_probability(op, item, class_dims):
+            out.add("overflowing-log-probability")
     if where is not None:
         out |= _mask_features(np.asarray(where, bool), x, class_dims)
     scale = opts.get("scale")
@@ -131,6 +144,56 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
         out.add(f"reduction:{reduction}")
         out |= {f"reduction:{reduction}&{f}" for f in _REDUCED_WITH.values() if f in out}
     return frozenset(out)
+
+
+NEAR_OVERFLOW = 2.0**-4
+"""An input is near overflow when a finite entry it does not mask is within four binades of
+the dtype's largest value: there a shift by the row's maximum, a sum of two entries, a loss
+that is the spread of a row or a product by a label can overflow although the exact answer
+is finite (optax.safe_softmax_cross_entropy gives inf for a float32 loss of 3.24e38)."""
+
+
+def _near_overflow(x: np.ndarray, where: Any) -> bool:
+    if not x.size:
+        return False
+    seen = x.astype(np.float64)
+    if where is not None:
+        seen = seen[np.broadcast_to(np.asarray(where, bool), x.shape)]
+    seen = np.abs(seen[np.isfinite(seen)])
+    return bool(seen.size) and float(seen.max()) >= float_format(x.dtype).max * NEAR_OVERFLOW
+
+
+def _overflowing_log_probability(
+    op: Op, item: Input | Example, class_dims: tuple[int, ...]
+) -> bool:
+    """A label weighs a log-probability beyond the dtype's range, yet the loss is in range:
+    computed in units of the dtype's largest value, some row has a weighted entry whose
+    gap to the row's largest logit exceeds 1 while the label-weighted gaps sum below 1
+    (the row's log-sum-exp is its largest logit up to log K, nothing at this scale)."""
+    spec = CATALOG[op]
+    if spec.labels not in (LabelKind.DENSE, LabelKind.INTEGER) or spec.input_is_probability:
+        return False
+    if len(class_dims) != 1 or item.labels is None or not item.x.size:
+        return False
+    axis, opts = class_dims[0], item.options
+    scaled = np.moveaxis(item.x.astype(np.float64), axis, -1) / float_format(item.x.dtype).max
+    k = scaled.shape[-1]
+    if spec.labels is LabelKind.DENSE:
+        y = np.moveaxis(np.broadcast_to(item.labels, item.x.shape).astype(np.float64), axis, -1)
+    else:
+        labels = np.asarray(item.labels)
+        valid = (labels >= 0) & (labels < k) & (labels != opts.get("ignore_index"))
+        y = (np.arange(k) == np.where(valid, labels, -1)[..., None]).astype(np.float64)
+        smoothing = opts.get("label_smoothing", 0.0) or 0.0
+        y = np.where(valid[..., None], y * (1 - smoothing) + smoothing / k, 0.0)
+    kept = np.isfinite(scaled)
+    if opts.get("where") is not None:
+        kept &= np.moveaxis(
+            np.broadcast_to(np.asarray(opts["where"], bool), item.x.shape), axis, -1
+        )
+    top = np.where(kept, scaled, -np.inf).max(axis=-1, keepdims=True)
+    gap = np.where(kept & (y > 0), top - scaled, 0.0)
+    return bool(((gap > 1).any(axis=-1) & ((y * gap).sum(axis=-1) < 1)).any())
 
 
 def _weights_in_play(

@@ -38,6 +38,8 @@ class RunOptions:
     dtypes: list[str] | None = None
     devices: list[str] | None = None
     modes: list[str] | None = None
+    apis: list[str] | None = None
+    """Shell-style patterns of implementation names (`--api`); None: every one."""
     shard: tuple[int, int] | None = None
     jobs: int = 2
     cell_timeout_s: float = 600.0
@@ -196,6 +198,7 @@ def run_adapter(
             "dtypes": options.dtypes,
             "devices": options.devices,
             "modes": options.modes,
+            "apis": options.apis,
             "shard": options.shard,
             "known": options.known,
             "skip": sorted(done),

@@ -222,11 +222,21 @@ def integer_labels(
 
 @st.composite
 def dense_labels(
-    draw: st.DrawFn, shape: tuple[int, ...], axis: int, dtype: str, *, invalid: bool
+    draw: st.DrawFn,
+    shape: tuple[int, ...],
+    axis: int,
+    dtype: str,
+    *,
+    invalid: bool,
+    x: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool]:
-    """One-hot or soft labels along `axis`; when `invalid`, soft labels that don't sum to 1."""
+    """One-hot or soft labels along `axis`; confident ones (most of the mass on the largest
+    logit of `x`, the rest spread: a right prediction, whose loss stays finite with the
+    largest spreads while log-probabilities overflow); when `invalid`, soft labels that
+    don't sum to 1."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kind = draw(st.sampled_from(["one-hot", "soft", "soft-invalid" if invalid else "soft"]))
+    kinds = ["one-hot", "soft", "soft-invalid" if invalid else "soft"]
+    kind = draw(st.sampled_from([*kinds, "confident"] if x is not None else kinds))
     moved = np.moveaxis(np.zeros(shape), axis, -1)
     k = moved.shape[-1]
     if kind == "one-hot" and k:
@@ -236,11 +246,22 @@ def dense_labels(
         moved = rng.dirichlet(np.ones(k), size=moved.shape[:-1]).reshape(moved.shape)
         if kind == "soft-invalid":
             moved = moved * 1.25
+        if kind == "confident":
+            rest = draw(st.sampled_from([0.1, 1e-3]))
+            idx = np.moveaxis(largest_logit(x, axis, keepdims=True), axis, -1)
+            moved = moved * rest
+            np.put_along_axis(moved, idx, np.take_along_axis(moved, idx, -1) + 1 - rest, -1)
     labels = np.moveaxis(moved, -1, axis).astype(as_dtype(dtype))
     # Soft labels that do not sum to 1 break the usual contract, but the mathematics
     # -sum t log p still defines the loss and no framework promises to check: they are
     # judged for accuracy, not for a reaction.
     return labels, False
+
+
+def largest_logit(x: np.ndarray, axis: int, *, keepdims: bool = False) -> np.ndarray:
+    """The index of each row's largest logit along `axis` (NaN taken as lowest)."""
+    values = x.astype(np.float64)
+    return np.argmax(np.where(np.isnan(values), -np.inf, values), axis=axis, keepdims=keepdims)
 
 
 @st.composite
@@ -352,6 +373,8 @@ def examples(
     if spec.labels is LabelKind.INTEGER:
         labels_shape = tuple(np.delete(shape, axis % rank))
         labels, bad = draw(integer_labels(labels_shape, shape[axis], invalid=invalid))
+        if x.size and not bad and draw(st.integers(0, 3)) == 0:  # confident and right
+            labels = np.where(labels == IGNORE_INDEX, labels, largest_logit(x, axis))
         if Option.IGNORE_INDEX in supported:
             options[Option.IGNORE_INDEX.value] = IGNORE_INDEX
             if labels.size and draw(st.integers(0, 7)) == 0:
@@ -363,7 +386,7 @@ def examples(
         ignored = (labels == IGNORE_INDEX) & (Option.IGNORE_INDEX in supported)
         bad = bool(np.any(~ignored & ((labels < 0) | (labels >= shape[axis]))))
     elif spec.labels is LabelKind.DENSE:
-        labels, bad = draw(dense_labels(shape, axis, dtype, invalid=invalid))
+        labels, bad = draw(dense_labels(shape, axis, dtype, invalid=invalid, x=x))
     elif binary:
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
         soft = draw(st.booleans())

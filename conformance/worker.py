@@ -21,7 +21,7 @@ from conformance.drawing import PROFILES
 from conformance.harness import run_cell
 from conformance.judge import Verdict
 from conformance_adapters.base import Adapter
-from conformance_adapters.interface import Implementation
+from conformance_adapters.interface import Implementation, api_selected
 from conformance_adapters.registry import get_adapter
 
 CellKey = tuple[str, str, str, str]
@@ -38,12 +38,19 @@ def in_shard(adapter: str, key: CellKey, shard: tuple[int, int] | None) -> bool:
 
 
 def plan(
-    adapter: Adapter, dtypes: list[str] | None, devices: list[str] | None, modes: list[str] | None
+    adapter: Adapter,
+    dtypes: list[str] | None,
+    devices: list[str] | None,
+    modes: list[str] | None,
+    apis: list[str] | None = None,
 ) -> list[tuple[Implementation, str, str, str]]:
-    """Every cell of `adapter` within the filters: implementation × dtype × device × mode."""
+    """Every cell of `adapter` within the filters: implementation × dtype × device × mode
+    (`apis`: shell-style patterns of implementation names, e.g. 'optax.*')."""
     present = adapter.devices()
     cells = []
     for impl in adapter.implementations():
+        if apis and not api_selected(impl.name, apis):
+            continue
         for dtype in impl.dtypes:
             if dtypes and dtype not in dtypes:
                 continue
@@ -109,7 +116,9 @@ def serve(job: dict[str, Any], out: TextIO) -> None:
     deviations = known.load(job.get("known"))
     cells = [
         c
-        for c in plan(adapter, job.get("dtypes"), job.get("devices"), job.get("modes"))
+        for c in plan(
+            adapter, job.get("dtypes"), job.get("devices"), job.get("modes"), job.get("apis")
+        )
         if in_shard(adapter.name, (c[0].name, *c[1:]), shard)
     ]
     keys = [(impl.name, dtype, device, mode) for impl, dtype, device, mode in cells]

@@ -5,13 +5,14 @@ the way real releases have gone wrong. tests/test_harness.py runs them in the qu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from harness_adapters import ExactAdapter, _exact, broken
+from harness_adapters import MODES, BrokenAdapter, ExactAdapter, _exact, broken
 
 from conformance.ops import Op, Reduction
 from conformance_adapters.base import Adapter
+from conformance_adapters.interface import Implementation
 
 
 def _class_dims(x: np.ndarray, axis: Any) -> tuple[int, ...]:
@@ -155,6 +156,28 @@ def _smoothing_over_the_others(x, labels, **o):
     return _exact(Op.SPARSE_SOFTMAX_CROSS_ENTROPY)(x, labels, **o)
 
 
+def _log_probabilities_rounded_first(x, labels, **o):
+    """Dense cross-entropy as -sum(y * log_softmax(x)) with the log-probabilities rounded to
+    the input's precision first: a log-probability below the dtype's lowest value is -inf,
+    though weighted by its (smoothed) label the loss is finite (optax 0.2.8's
+    safe_softmax_cross_entropy). Right everywhere else."""
+    exact = _exact(Op.SOFTMAX_CROSS_ENTROPY)(x, labels, **o)
+    if not x.size:
+        return exact
+    axis, where = o["axis"], o.get("where")
+    logp = _exact(Op.LOG_SOFTMAX)(x, None, axis=axis, where=where)
+    k = x.shape[axis]
+    y = np.broadcast_to(labels, x.shape).astype(np.float64)
+    smoothing = o.get("label_smoothing", 0.0)
+    y = y * (1 - smoothing) + smoothing / k
+    kept = np.ones(x.shape, bool) if where is None else np.broadcast_to(where, x.shape)
+    lost = (logp == -np.inf) & kept & (y > 0) & np.isfinite(x.astype(np.float64))
+    lost = lost.any(axis=axis)
+    if o.get("reduction", Reduction.NONE) == Reduction.NONE:
+        return np.where(lost, np.asarray(np.inf, x.dtype), exact)
+    return np.asarray(np.inf, x.dtype) if lost.any() else exact
+
+
 def _raises_on_empty(op: Op):
     def fn(x, labels, **o):
         if x.size == 0:
@@ -194,6 +217,26 @@ class NanGradientBehindMask(ExactAdapter):
             return g
         hidden = ~np.broadcast_to(where, x.shape) & ~np.isfinite(x.astype(np.float64))
         return np.where(hidden, np.asarray(np.nan, g.dtype), g)
+
+
+class LogProbabilitiesRoundedFirst(BrokenAdapter):
+    """Dense cross-entropy declared as optax declares it (last axis, no option), its
+    log-probabilities rounded first: only near-overflow inputs show it."""
+
+    name = "log-probabilities-rounded-first"
+    replacements: ClassVar[dict[Op, Callable[..., Any]]] = {
+        Op.SOFTMAX_CROSS_ENTROPY: _log_probabilities_rounded_first
+    }
+
+    def _implementations(self) -> list[Implementation]:
+        return [
+            Implementation(
+                "rounded-first.softmax_cross_entropy",
+                Op.SOFTMAX_CROSS_ENTROPY,
+                _log_probabilities_rounded_first,
+                modes=MODES,
+            )
+        ]
 
 
 def _confined(name: str, op: Op, fn: Callable[..., Any], verdict: str, kind: str):
@@ -261,6 +304,10 @@ OPTION_CONFINED: dict[str, tuple[Adapter, Op, str, str]] = dict(
             _raises_on_empty(Op.PROBABILITY_CROSS_ENTROPY),
             "error",
             "raised",
+        ),
+        (
+            "log-probabilities-rounded-first",
+            (LogProbabilitiesRoundedFirst(), Op.SOFTMAX_CROSS_ENTROPY, "divergent", "infinity"),
         ),
         _confined(
             "class-weights-ignored",

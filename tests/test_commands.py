@@ -42,6 +42,7 @@ RUN: Choices = {
     "adapter": ([], [["--adapter", "no_such_module:X"], ["--adapter", "conformance.ops:Op"]]),
     "dtype": ([["--dtype", "float32"]], [["--dtype", "float8"]]),
     "mode": ([["--mode", "eager"]], [["--mode", "jit"]]),
+    "api": ([["--api", "scipy.special.*"]], [["--api", "no.such.api*"]]),
     "device": ([["--device", "cpu"]], [["--device", "tpu"]]),
     "profile": ([["--profile", "quick"]], [["--profile", "nope"]]),
     "seed": ([["--seed", "3"]], [["--seed", "x"]]),
