@@ -45,6 +45,7 @@ from conformance_adapters.interface import (
     Runner,
     UnsupportedCall,
 )
+from conformance_adapters.release import lacking
 
 _ABSL_PREFIX = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ (?=[\w.-]+:\d+\])", re.MULTILINE)
 """The time stamp and thread id of an absl (TensorFlow, XLA) log line."""
@@ -245,6 +246,9 @@ class Adapter(abc.ABC):
             raise UnsupportedCall(
                 f"{self.name} is unavailable: {type(exc).__name__}: {exc}"
             ) from exc
+        lacks = lacking(impl.snippet, {**OPTION_DEFAULTS, **call.options})
+        if lacks:
+            raise UnsupportedCall(f"{self.framework} {self.version()}: {lacks}")
         out = Outcome()
         kwargs, inputs = self.prepare(impl, call, out.notes)
         key = (

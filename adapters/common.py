@@ -25,6 +25,20 @@ import numpy as np
 
 from conformance.dtypes import as_dtype
 
+# ----------------------------------------------------------------------------- calls
+
+
+def passed(**keywords: Any) -> dict[str, Any]:
+    """The keyword arguments a call sets (None: left out), so that a release without the
+    keyword still runs the calls that do not use it (snippets: `kw={option?}`)."""
+    return {k: v for k, v in keywords.items() if v is not None}
+
+
+def unless_last(axis: Any) -> Any:
+    """None for the last axis (every API's default: left out of the call), else `axis`."""
+    return None if axis == -1 else axis
+
+
 # ----------------------------------------------------------------------------- capture
 
 _TMP_FILES: list[Any] = []

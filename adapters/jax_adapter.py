@@ -8,6 +8,7 @@ default (x64 off), which silently computes float64 inputs in float32: `output_dt
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 from conformance.cache import cache_dir, machine_tag
 from conformance.ops import Op, Option
 from conformance_adapters.base import Adapter
-from conformance_adapters.common import module_installed
+from conformance_adapters.common import module_installed, passed, unless_last
 from conformance_adapters.interface import Axes, Implementation, Runner
 
 _JAX_DOCS = "https://docs.jax.dev/en/latest/_autosummary/"
@@ -146,6 +147,15 @@ class JaxEngine(Adapter):
     def snippet_array(self, name: str, a: np.ndarray) -> str:
         return f"jnp.asarray({name})"
 
+    def snippet_values(
+        self, impl: Implementation, options: dict[str, Any], ndim: int
+    ) -> dict[str, str]:
+        values = super().snippet_values(impl, options, ndim)
+        masked = impl.fn in (_softmax, _log_softmax) and options.get("where") is not None
+        if masked and where_needs_initial():  # the call `_masked` makes
+            values["where"] += ", initial=-jnp.inf"
+        return values
+
     def snippet_wrapper(self, mode: str) -> str | None:
         return "jax.jit({})" if mode == "compiled" else super().snippet_wrapper(mode)
 
@@ -182,31 +192,31 @@ class JaxEngine(Adapter):
 def _softmax(x: Any, labels: Any, *, axis: Any, where: Any) -> Any:
     import jax
 
-    return jax.nn.softmax(x, axis=axis, where=where)
+    return jax.nn.softmax(x, axis=axis, **_masked(where))
 
 
 def _log_softmax(x: Any, labels: Any, *, axis: Any, where: Any) -> Any:
     import jax
 
-    return jax.nn.log_softmax(x, axis=axis, where=where)
+    return jax.nn.log_softmax(x, axis=axis, **_masked(where))
 
 
 def _nn_logsumexp(x: Any, labels: Any, *, axis: Any, where: Any, scale: Any) -> Any:
     import jax
 
-    return jax.nn.logsumexp(x, axis=axis, b=scale, where=where)
+    return jax.nn.logsumexp(x, axis=axis, **passed(b=scale, where=where))
 
 
 def _scipy_logsumexp(x: Any, labels: Any, *, axis: Any, where: Any, scale: Any) -> Any:
     import jax.scipy.special
 
-    return jax.scipy.special.logsumexp(x, axis=axis, b=scale, where=where)
+    return jax.scipy.special.logsumexp(x, axis=axis, **passed(b=scale, where=where))
 
 
 def _optax_ce(x: Any, labels: Any, *, axis: int, where: Any) -> Any:
     import optax
 
-    return optax.softmax_cross_entropy(x, labels, axis=axis, where=where)
+    return optax.softmax_cross_entropy(x, labels, **passed(axis=unless_last(axis), where=where))
 
 
 def _optax_ce_smoothed(
@@ -214,17 +224,38 @@ def _optax_ce_smoothed(
 ) -> Any:
     import optax
 
-    # axis= and where= are keywords of optax >= 0.2.6 only: passed when they say something
-    extra = {"axis": axis} if axis != -1 else {}
-    extra |= {"where": where} if where is not None else {}
-    smoothed = optax.smooth_labels(labels, label_smoothing, **extra)
-    return optax.softmax_cross_entropy(x, smoothed, axis=axis, where=where)
+    extra = passed(axis=unless_last(axis), where=where)
+    return optax.softmax_cross_entropy(
+        x, optax.smooth_labels(labels, label_smoothing, **extra), **extra
+    )
 
 
 def _optax_sparse_ce(x: Any, labels: Any, *, axis: int, where: Any) -> Any:
     import optax
 
-    return optax.softmax_cross_entropy_with_integer_labels(x, labels, axis=axis, where=where)
+    return optax.softmax_cross_entropy_with_integer_labels(
+        x, labels, **passed(axis=unless_last(axis), where=where)
+    )
+
+
+def _masked(where: Any) -> dict[str, Any]:
+    """`where=` when the call sets it, with `initial=-inf` where the release requires one."""
+    if where is None:
+        return {}
+    return {"where": where, **({"initial": -float("inf")} if where_needs_initial() else {})}
+
+
+@functools.cache
+def where_needs_initial() -> bool:
+    """jax before 0.4.27 refuses softmax(where=) without `initial` (ValueError)."""
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        jax.nn.softmax(jnp.zeros(1), where=jnp.ones(1, bool))
+    except ValueError as exc:
+        return "initial" in str(exc)
+    return False
 
 
 def _optax_safe_ce(x: Any, labels: Any, *, axis: int) -> Any:
@@ -261,7 +292,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.TUPLE,
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.nn.softmax.html",
-                snippet="jax.nn.softmax(x, axis={axis}, where={where})",
+                snippet="jax.nn.softmax(x, axis={axis}, where={where?})",
             ),
             Implementation(
                 "jax.nn.log_softmax",
@@ -271,7 +302,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.TUPLE,
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.nn.log_softmax.html",
-                snippet="jax.nn.log_softmax(x, axis={axis}, where={where})",
+                snippet="jax.nn.log_softmax(x, axis={axis}, where={where?})",
             ),
             Implementation(
                 "jax.nn.logsumexp",
@@ -282,7 +313,7 @@ class JaxAdapter(JaxEngine):
                 modes=_MODES,
                 notes="The same function object as jax.scipy.special.logsumexp.",
                 docs_url=_JAX_DOCS + "jax.nn.logsumexp.html",
-                snippet="jax.nn.logsumexp(x, axis={axis}, b={scale}, where={where})",
+                snippet="jax.nn.logsumexp(x, axis={axis}, b={scale?}, where={where?})",
             ),
             Implementation(
                 "jax.scipy.special.logsumexp",
@@ -292,7 +323,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.TUPLE,
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.scipy.special.logsumexp.html",
-                snippet="jax.scipy.special.logsumexp(x, axis={axis}, b={scale}, where={where})",
+                snippet="jax.scipy.special.logsumexp(x, axis={axis}, b={scale?}, where={where?})",
             ),
         ]
         if not module_installed("optax"):
@@ -306,7 +337,7 @@ class JaxAdapter(JaxEngine):
                 axes=Axes.ANY,
                 modes=_MODES,
                 docs_url=_OPTAX_DOCS + "softmax_cross_entropy",
-                snippet="optax.softmax_cross_entropy(x, labels, axis={axis}, where={where})",
+                snippet="optax.softmax_cross_entropy(x, labels, axis={axis?}, where={where?})",
             ),
             Implementation(
                 "optax.softmax_cross_entropy(optax.smooth_labels)",
@@ -319,7 +350,7 @@ class JaxAdapter(JaxEngine):
                 " where, K counts the unmasked classes.",
                 docs_url=_OPTAX_DOCS + "smooth_labels",
                 snippet="optax.softmax_cross_entropy(x, optax.smooth_labels(labels,"
-                " {label_smoothing}, axis={axis}, where={where}), axis={axis}, where={where})",
+                " {label_smoothing}, axis={axis?}, where={where?}), axis={axis?}, where={where?})",
             ),
             Implementation(
                 "optax.softmax_cross_entropy_with_integer_labels",
@@ -332,7 +363,7 @@ class JaxAdapter(JaxEngine):
                 notes="A fully masked row (where) gives loss 0.",
                 docs_url=_OPTAX_DOCS + "softmax_cross_entropy_with_integer_labels",
                 snippet="optax.softmax_cross_entropy_with_integer_labels(x, labels,"
-                " axis={axis}, where={where})",
+                " axis={axis?}, where={where?})",
             ),
             Implementation(
                 "optax.safe_softmax_cross_entropy",

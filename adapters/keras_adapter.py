@@ -19,7 +19,7 @@ from typing import Any
 
 from conformance.ops import Op, Option, Reduction
 from conformance_adapters.base import Adapter
-from conformance_adapters.common import distribution_version
+from conformance_adapters.common import distribution_version, passed, unless_last
 from conformance_adapters.interface import Axes, Implementation
 from conformance_adapters.jax_adapter import JaxEngine
 from conformance_adapters.tensorflow_adapter import TensorFlowEngine
@@ -34,13 +34,13 @@ _REDUCTIONS = {
 }
 _SPARSE_REDUCTIONS = _REDUCTIONS | {Reduction.WEIGHTED_MEAN: "mean_with_sample_weight"}
 _BACKEND_MODULE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-_SMOOTH, _IGNORE = "label_smoothing={label_smoothing}", "ignore_class={ignore_index}"
+_SMOOTH, _IGNORE = "label_smoothing={label_smoothing}", "ignore_class={ignore_index?}"
 
 
 def _loss_snippet(cls: str, from_logits: bool, option: str) -> str:
     """The call of the loss object `_loss` builds, as `Implementation.snippet`."""
     return (
-        f"keras.losses.{cls}(from_logits={from_logits}, axis={{axis}}, {option},"
+        f"keras.losses.{cls}(from_logits={from_logits}, axis={{axis?}}, {option},"
         " reduction={reduction})(labels, x)"
     )
 
@@ -339,10 +339,12 @@ def _layer_softmax(x: Any, labels: Any, *, axis: Any, where: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _loss(cls: str, **kwargs: Any) -> Any:
+def _loss(cls: str, axis: int, **kwargs: Any) -> Any:
+    """The loss object, given only what the call sets (the last axis and no ignored class
+    are every release's defaults; SparseCategoricalCrossentropy has no axis= before 3.10)."""
     import keras
 
-    return getattr(keras.losses, cls)(**kwargs)
+    return getattr(keras.losses, cls)(**passed(axis=unless_last(axis)), **kwargs)
 
 
 def _cce(
@@ -378,7 +380,7 @@ def _scce(
         "SparseCategoricalCrossentropy",
         from_logits=from_logits,
         axis=axis,
-        ignore_class=ignore_index,
+        **passed(ignore_class=ignore_index),
         reduction=_SPARSE_REDUCTIONS[reduction],
     )
     return loss(labels, x)

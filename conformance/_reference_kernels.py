@@ -212,7 +212,7 @@ def coefficients(B: Backend, R: Rows) -> tuple[np.ndarray, np.ndarray | None]:
     ops = (3 if eps else 0) + (1 if w is not None else 0)
     if not ops:
         return c, np.zeros(t.shape)
-    mag = np.abs(t) * abs(1 - eps) + abs(eps) / K
+    mag = np.abs(t) * abs(1 - eps) + (abs(eps) / K if K else 0.0)
     if w is not None:
         mag = mag * np.abs(w)
     dc = _SAFETY * ops * B.u * mag

@@ -97,18 +97,23 @@ class PairVerdict:
 
     caught: bool
     signal: list[str]
-    """'cell: kind' findings the bad release has and the fixed one lacks."""
+    """'cell: kind [on case]' findings the bad release has and the fixed one lacks (by
+    input when both judged the same inputs, else by kind)."""
     bad_cells: int
     fixed_cells: int
     fixed_flagged: list[str]
     """'cell: kind' unexpected findings left on the fixed release (other issues)."""
     own_failures: list[str]
     """Cells where every input raised: the suite's call failing, not a finding."""
+    suites: list[str] = field(default_factory=list)
+    """The suite code digests the two runs recorded: one, unless the suite changed between."""
 
     @property
     def status(self) -> str:
         if self.own_failures:
             return "our call fails"
+        if len(self.suites) > 1:
+            return "suite changed between the runs"
         if not self.bad_cells or not self.fixed_cells:
             return "not run"
         return "caught" if self.caught else "missed"
@@ -118,11 +123,12 @@ def _cell(record: dict[str, Any]) -> str:
     return "/".join(record[k] for k in ("adapter", "implementation", "dtype", "mode"))
 
 
-def _kinds(records: list[dict[str, Any]]) -> set[str]:
+def _findings(record: dict[str, Any], by_case: bool) -> set[str]:
+    """'cell: kind' (with ' on case' when both releases judged identical inputs) of each
+    finding that is not a reviewed known deviation."""
     return {
-        f"{_cell(r)}: {f['kind']}"
-        for r in records
-        for f in r.get("findings", [])
+        f"{_cell(record)}: {f['kind']}" + (f" on {f['case']}" if by_case else "")
+        for f in record.get("findings", [])
         if not f.get("known")
     }
 
@@ -138,8 +144,9 @@ def _fails_on_our_call(record: dict[str, Any]) -> bool:
 
 
 def judge(pair: BugPair, bad: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> PairVerdict:
-    """Caught: some (cell, finding kind) on the bad release's cells of the API is absent
-    from the fixed release's same cell, and the cell exists on both sides."""
+    """Caught: on a cell of the API both releases have, the bad release has a finding the
+    fixed one lacks: on the same input when both judged identical inputs (the inputs digest),
+    else of a kind the fixed cell does not show at all."""
 
     def mine(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
@@ -151,16 +158,21 @@ def judge(pair: BugPair, bad: list[dict[str, Any]], fixed: list[dict[str, Any]])
         ]
 
     bad_cells, fixed_cells = mine(bad), mine(fixed)
-    both = {_cell(r) for r in bad_cells} & {_cell(r) for r in fixed_cells}
-    bad_kinds = {k for k in _kinds(bad_cells) if k.split(": ")[0] in both}
-    fixed_kinds = _kinds(fixed_cells)
-    signal = sorted(bad_kinds - fixed_kinds)
+    fixed_by_cell = {_cell(r): r for r in fixed_cells}
+    signal: set[str] = set()
+    for r in bad_cells:
+        other = fixed_by_cell.get(_cell(r))
+        if other is not None:  # the same inputs on both sides: compare input by input
+            by_case = bool(r.get("inputs")) and r.get("inputs") == other.get("inputs")
+            signal |= _findings(r, by_case) - _findings(other, by_case)
+    fixed_kinds = set().union(*(_findings(r, False) for r in fixed_cells))
     return PairVerdict(
         caught=bool(signal),
-        signal=signal,
+        signal=sorted(signal),
         bad_cells=len(bad_cells),
         fixed_cells=len(fixed_cells),
         fixed_flagged=sorted(fixed_kinds),
+        suites=sorted({str((r.get("suite") or {}).get("code")) for r in bad_cells + fixed_cells}),
         own_failures=sorted(
             f"{side}: {_cell(r)}"
             for side, cells in (("bad", bad_cells), ("fixed", fixed_cells))
@@ -181,7 +193,7 @@ def table(pairs: list[BugPair], verdicts: dict[str, dict[str, Any]] | None = Non
         v = verdicts.get(p.id, {})
         status = v.get("status", "not run")
         if v.get("signal"):
-            status += f" ({v['signal'][0].split(': ')[1]})"
+            status += f" ({v['signal'][0].split(': ', 1)[1].split(' on ')[0]})"
         lines.append(
             f"| `{p.id}` | `{p.api}` | {p.framework} {p.bad} → {p.fixed} | {p.what} "
             f"| [link]({p.link}) | {status} |"

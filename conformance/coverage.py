@@ -80,6 +80,8 @@ def declared(
     spec = CATALOG[op]
     if not spec.input_is_probability:
         out.add("near-overflow")
+    if spec.labels in (LabelKind.NONE, LabelKind.DENSE) and axes is not Axes.ELEMENTWISE:
+        out.add("empty-class-axis")  # integer labels: no class means no valid label
     if not spec.input_is_probability and (
         spec.labels is LabelKind.DENSE
         or (spec.labels is LabelKind.INTEGER and Option.LABEL_SMOOTHING in options)
@@ -99,6 +101,9 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
     if item.invalid:  # judged by its reaction only: none of its options is exercised
         return frozenset({"invalid"})
     class_dims = _class_dims(op, opts.get("axis", -1), x.ndim)
+    if class_dims and CATALOG[op].labels is not LabelKind.BINARY:
+        if not math.prod(x.shape[d] for d in class_dims):
+            out.add("empty-class-axis")
     if CATALOG[op].labels is not LabelKind.BINARY and x.ndim:
         axis = opts.get("axis", -1)
         if axis is None or (isinstance(axis, tuple | list) and len(axis) > 1):

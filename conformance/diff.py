@@ -31,6 +31,7 @@ REACTION_RANK = {"raises": 0, "warns": 1, "silent": 2, "silent-nonfinite": 2, "s
 """For invalid input, raising is right; a move down this list is a regression."""
 
 CATEGORIES: dict[str, str] = {
+    "whose": "whose change it is (what differs between the two runs)",
     "worse": "new failures (verdict got worse)",
     "growth": "error growth beyond noise",
     "special": "special-value behaviour changed",
@@ -45,7 +46,7 @@ CATEGORIES: dict[str, str] = {
     "version": "framework versions",
     "note": "notes",
 }
-"""Categories in the order they are printed; the first six can be regressions."""
+"""Categories in the order they are printed; "worse" to "disappeared" can be regressions."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +290,42 @@ def _run_changes(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) 
     return out
 
 
+def _values(records: list[dict[str, Any]], adapter: str, read: Any) -> set[str]:
+    """What `read(record)` says over an adapter's records (None: not recorded)."""
+    return {str(v) for r in records if r.get("adapter") == adapter and (v := read(r)) is not None}
+
+
+def _suite(record: dict[str, Any]) -> str | None:
+    suite = record.get("suite") or {}
+    return f"{suite['version']}+{suite['code']}" if suite.get("code") else None
+
+
+def _whose(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[Change]:
+    """Per adapter, which of framework, suite and machine differ between the runs (shown
+    for adapters with a change, or whose sources moved), so that a regression reads as the
+    framework's, the suite's (an adapter, the catalog, the draws) or the machine's; nothing
+    differing but the answers points at nondeterminism."""
+    out = []
+    readers = {
+        "framework": lambda r: r.get("framework_version"),
+        "suite": _suite,
+        "machine": lambda r: (r.get("environment") or {}).get("cpu"),
+    }
+    for adapter in sorted(
+        {r.get("adapter") for r in baseline} & {r.get("adapter") for r in current}
+    ):
+        moved = []
+        for what, read in readers.items():
+            a, b = _values(baseline, adapter, read), _values(current, adapter, read)
+            if a and b and a != b:
+                moved.append(f"{what} ({', '.join(sorted(a))} -> {', '.join(sorted(b))})")
+            elif bool(a) != bool(b):
+                moved.append(f"{what} (recorded on one side only)")
+        text = "; ".join(moved) if moved else "nothing recorded differs (framework, suite, machine)"
+        out.append(Change("whose", str(adapter), text, False))
+    return out
+
+
 def _cpus(records: list[dict[str, Any]], adapter: str) -> set[str]:
     """The CPUs an adapter's records say they ran on (records since `cpu` was added)."""
     return {
@@ -327,6 +364,12 @@ def diff(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -> Diff:
     came = [k for k in sorted(new) if k not in old]
     changes += _presence(gone, "disappeared", True, "gone")
     changes += _presence(came, "appeared", False, "new")
+    touched = {c.cell.split("/")[0] for c in changes}
+    changes += [
+        w
+        for w in _whose(baseline, current)
+        if w.cell in touched or not w.message.startswith("nothing")
+    ]
     order = list(CATEGORIES)
     result.changes = sorted(changes, key=lambda c: (order.index(c.category), c.cell))
     return result

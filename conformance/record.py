@@ -12,6 +12,7 @@ from conformance import known
 from conformance.inputs import Input
 from conformance.judge import Finding, Judgement, Verdict, worst
 from conformance.ops import Reduction
+from conformance.provenance import suite_identity
 from conformance.results import encode_array
 from conformance.snippets import snippet
 from conformance_adapters.base import Adapter
@@ -155,6 +156,7 @@ def cell_record(
         },
         "profile": profile.name,
         "seed": seed,
+        "suite": suite_identity(),
         "duration_s": round(duration, 4),
         "reference_s": round(result.reference_s, 4),
         "calls": result.calls,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.judge import Verdict
+from conformance.provenance import suite_identity
 from conformance.results import ResultsWriter
 from conformance_adapters.registry import AdapterLoadError, get_adapter
 
@@ -111,6 +112,7 @@ def _crashed_record(
         "worst": None,
         "messages": [words] if words else [],
         "environment": {},
+        "suite": suite_identity(),
         "seed": seed,
         "profile": profile,
         "duration_s": round(duration, 3),

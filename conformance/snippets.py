@@ -18,6 +18,7 @@ import numpy as np
 
 from conformance_adapters.base import Adapter
 from conformance_adapters.interface import ARRAY_OPTIONS, Call, Implementation
+from conformance_adapters.release import render_template
 
 
 def array_literal(name: str, a: np.ndarray) -> str:
@@ -60,7 +61,7 @@ def snippet(
         return _script({}, [*literals, "", f"{comment} with {printable} ({mode})"])
     passed = {k: inputs.get(k) for k in impl.option_names if k in ARRAY_OPTIONS}
     values = adapter.snippet_values(impl, static | passed, np.ndim(x))
-    expr = impl.snippet.format(**values)
+    expr = render_template(impl.snippet, static | passed).format(**values)
     if wrapper != "{}":
         names = ", ".join(arrays)
         expr = f"{wrapper.format(f'lambda {names}: {expr}')}({names})"

@@ -83,7 +83,8 @@ class Menu:
     max_rank: int = 4
     min_rank: int = 1
     class_counts: tuple[int, ...] | None = None
-    """Class-axis lengths; None: anything from 1 to 2**17 (and rarely 0)."""
+    """Class-axis lengths (an empty class axis is drawn besides, one draw in 16); None:
+    anything from 1 to 2**17 (and rarely 0)."""
     batch_sizes: tuple[int, ...] = (1, 1, 2, 3, 4, 5, 0)
     """Lengths of the other axes (0: an empty batch)."""
     label_smoothings: tuple[float, ...] = (0.1, 0.2, 0.5)
@@ -118,6 +119,8 @@ def shapes(
             shape[a] = draw(st.sampled_from([1, 2, 3]))
         elif menu.class_counts:
             shape[a] = draw(st.sampled_from(menu.class_counts))
+            if draw(st.integers(0, 15)) == 0:
+                shape[a] = 0  # an empty class axis: every profile draws one
         else:
             shape[a] = draw(
                 st.one_of(

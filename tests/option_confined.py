@@ -271,7 +271,7 @@ OPTION_CONFINED: dict[str, tuple[Adapter, Op, str, str]] = dict(
             Op.SPARSE_SOFTMAX_CROSS_ENTROPY,
             _mask_as_lowest_logit,
             "divergent",
-            "nan-where-defined",
+            "nan-where-defined|infinity",  # NaN or +inf behind the mask, whichever is drawn
         ),
         _confined(
             "weighted-mean-by-count",

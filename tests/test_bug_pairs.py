@@ -92,6 +92,15 @@ def test_a_pair_is_caught_when_the_bad_release_has_a_finding_the_fixed_one_lacks
     assert verdict.fixed_flagged == ["scipy/scipy.special.logsumexp/float64/eager: over-budget"]
 
 
+def test_with_identical_inputs_a_finding_on_an_input_the_fixed_release_answers_is_caught() -> None:
+    bad = [_record("scipy.special.logsumexp", ["raised", "raised"], inputs="d1")]
+    fixed = [_record("scipy.special.logsumexp", ["raised"], inputs="d1")]
+    verdict = bug_pairs.judge(PAIR, bad, fixed)
+    assert verdict.signal == ["scipy/scipy.special.logsumexp/float64/eager: raised on drawn-1"]
+    fixed[0]["inputs"] = "d2"  # other inputs (another declaration): by kind only
+    assert bug_pairs.judge(PAIR, bad, fixed).status == "missed"
+
+
 def test_the_same_findings_on_both_releases_or_another_api_is_a_miss() -> None:
     same = [_record("scipy.special.logsumexp", ["over-budget"])]
     assert bug_pairs.judge(PAIR, same, same).status == "missed"

@@ -220,3 +220,33 @@ def test_runs_on_another_cpu_are_noted(runs) -> None:
     assert notes and notes[0].category == "note" and not notes[0].regression
     assert "avx512f" in notes[0].message
     assert not [c for c in diff(first, copy.deepcopy(first)).changes if "CPU" in c.message]
+
+
+def test_the_diff_says_whose_change_it_is(runs, tmp_path: Path) -> None:
+    records = _records(runs[0])
+    assert all(r["suite"]["code"] for r in records)  # every record names its suite
+
+    def suite_changed(cells):
+        cells[SOFTMAX].update(verdict="inaccurate", unexpected="inaccurate")
+        for r in cells.values():
+            r["suite"] = {**r["suite"], "code": "another"}
+
+    _, text = _changed(runs, tmp_path, suite_changed)
+    whose = _line(text, "exact:", "suite (")
+    assert "another" in whose and "framework" not in whose
+
+    def framework_changed(cells):
+        cells[SOFTMAX].update(verdict="inaccurate", unexpected="inaccurate")
+        for r in cells.values():
+            r["framework_version"] = "9.9"
+            r["environment"] = {**r["environment"], "cpu": "another CPU"}
+
+    _, text = _changed(runs, tmp_path, framework_changed)
+    whose = _line(text, "exact:", "framework (")
+    assert "-> 9.9" in whose and "machine (" in whose and "suite" not in whose
+
+    def nothing_else(cells):
+        cells[SOFTMAX].update(verdict="inaccurate", unexpected="inaccurate")
+
+    _, text = _changed(runs, tmp_path, nothing_else)
+    assert "nothing recorded differs" in _line(text, "exact:")

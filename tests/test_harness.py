@@ -51,7 +51,7 @@ def test_broken_adapters_are_flagged_with_the_right_verdict(name: str) -> None:
     dtype = "float16" if name == "float32-output" else "float32"
     record = _cell(adapter, op, dtype, mode)
     kinds = {f["kind"] for f in record["findings"]}
-    assert kind in kinds, record["findings"]
+    assert kinds & set(kind.split("|")), record["findings"]  # 'a|b': either kind
     assert verdict in {f["verdict"] for f in record["findings"]}
     assert record["unexpected"] is not None
 
