@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -17,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PAIRS = bug_pairs.load()
 
 
+@functools.cache
 def _lanes() -> dict[str, Any]:
+    """noxfile.REGRESSION_LANES, the noxfile loaded once for the module."""
     pytest.importorskip("nox")
     spec = importlib.util.spec_from_file_location("_noxfile_for_pairs", ROOT / "noxfile.py")
     assert spec and spec.loader
