@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 SETTINGS = {
     "deadline": None,
-    "derandomize": False,
     "suppress_health_check": [
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
