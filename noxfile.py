@@ -372,6 +372,73 @@ def regression(session: nox.Session) -> None:
     _diff(session, newest, results["old"], results["new"], text)
 
 
+HISTORY_REPORTS = REPORTS / "history"
+
+
+def history_arguments(posargs: list[str]) -> tuple[str, list[str], list[str]]:
+    """(framework, releases oldest first, conformance run options) of `nox -s history`."""
+    framework, *rest = posargs or [""]
+    releases = []
+    while rest and not rest[0].startswith("-"):
+        releases.append(rest.pop(0))
+    if framework not in REGRESSION_LANES or len(releases) < 2:
+        raise ValueError(
+            "usage: nox -s history -- FRAMEWORK V1 V2 [V3 ...] [conformance run options], "
+            f"FRAMEWORK one of {', '.join(REGRESSION_LANES)}, releases oldest first"
+        )
+    if sorted(releases, key=Version) != releases or len(set(releases)) < len(releases):
+        raise ValueError(f"releases oldest first, each once: {' '.join(releases)}")
+    return framework, releases, rest
+
+
+@nox.session(venv_backend="none")
+def history(session: nox.Session) -> None:
+    """`nox -s history -- FRAMEWORK V1 V2 ... [conformance run options]`: the quick corpus
+    (seed 0) on each release in its own cached environment, then one report of how every
+    cell changed from release to release (`conformance history`). Writes
+    reports/history/FRAMEWORK.html/.md and one results file per release (kept: a rerun
+    resumes them)."""
+    try:
+        framework, releases, run_args = history_arguments(list(session.posargs))
+        for release in releases:  # refuse before installing anything
+            regression_install(framework, release)
+    except ValueError as exc:
+        session.error(str(exc))
+    out_dir = HISTORY_REPORTS / framework
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for release in releases:
+        bindir = _regression_env(session, framework, release)
+        out = out_dir / f"{framework}-{release}.jsonl"
+        session.run(
+            str(bindir / "conformance"),
+            "run",
+            "--framework",
+            framework,
+            "--profile",
+            "quick",
+            "--seed",
+            "0",
+            *run_args,
+            "--resume",
+            "--out",
+            str(out),
+            external=True,
+            success_codes=[0, 1],  # 1: findings, which releases are expected to have
+        )
+        results.append(str(out))
+    session.run(
+        str(_regression_env(session, framework, releases[-1]) / "conformance"),
+        "history",
+        *results,
+        "--html",
+        str(HISTORY_REPORTS / f"{framework}.html"),
+        "--markdown",
+        str(HISTORY_REPORTS / f"{framework}.md"),
+        external=True,
+    )
+
+
 REAL_BUGS = Path("conformance/real_bugs.toml")
 REAL_BUG_REPORTS = REPORTS / "real-bugs"
 
