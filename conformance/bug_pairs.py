@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.results import read_records
+from conformance.results import fails_on_our_call, read_records
 from conformance_adapters.interface import api_selected
 
 PAIRS_FILE = Path(__file__).with_name("real_bugs.toml")
@@ -133,16 +133,6 @@ def _findings(record: dict[str, Any], by_case: bool) -> set[str]:
     }
 
 
-def _fails_on_our_call(record: dict[str, Any]) -> bool:
-    findings = record.get("findings", [])
-    raised = {f["case"] for f in findings if f["kind"] == "raised"}
-    return (
-        record.get("verdict") == "error"
-        and record.get("examples", 0) > 0
-        and (len(raised) >= record["examples"])
-    )
-
-
 def judge(pair: BugPair, bad: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> PairVerdict:
     """Caught: on a cell of the API both releases have, the bad release has a finding the
     fixed one lacks: on the same input when both judged identical inputs (the inputs digest),
@@ -177,7 +167,7 @@ def judge(pair: BugPair, bad: list[dict[str, Any]], fixed: list[dict[str, Any]])
             f"{side}: {_cell(r)}"
             for side, cells in (("bad", bad_cells), ("fixed", fixed_cells))
             for r in cells
-            if _fails_on_our_call(r)
+            if fails_on_our_call(r)
         ),
     )
 

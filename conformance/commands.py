@@ -341,8 +341,32 @@ def diff_cli(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def history_cli(args: argparse.Namespace) -> int:
+    """Print a release history as Markdown; also write it with --markdown / --html."""
+    from conformance import history
+    from conformance.results import ResultsError
+
+    require_cells(args.results)
+    for out in (args.html, args.markdown):
+        if out is not None:
+            _check_writable(out)
+    try:
+        h = history.build(args.results)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    text = history.markdown(h)
+    for out, content in ((args.markdown, text), (args.html, None)):
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(content if content is not None else history.render_html(h), "utf-8")
+            print(f"history: {out}", file=sys.stderr)
+    if args.markdown is None and args.html is None:
+        sys.stdout.write(text)
+    return 0
+
+
 def add_commands(sub: Any) -> None:
-    """Register run, report, diff, replay and merge on the `conformance` parser."""
+    """Register run, report, diff, history, replay and merge on the `conformance` parser."""
     p = sub.add_parser("run", help="run the conformance cells and write results (+ report)")
     add_run_arguments(p)
     p.add_argument(
@@ -369,6 +393,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("baseline", type=Path)
     p.add_argument("current", type=Path)
     p.set_defaults(func=lambda a: main_guarded(diff_cli, a))
+    p = sub.add_parser(
+        "history", help="how every cell changed over a framework's releases (oldest first)"
+    )
+    p.add_argument("results", nargs="+", type=Path, metavar="RELEASE.jsonl")
+    p.add_argument("--html", type=Path, default=None, metavar="FILE.html")
+    p.add_argument("--markdown", type=Path, default=None, metavar="FILE.md")
+    p.set_defaults(func=lambda a: main_guarded(history_cli, a))
     p = sub.add_parser("replay", help="re-run the stored worst input of a cell")
     p.add_argument("results", type=Path, metavar="RESULTS.jsonl")
     p.add_argument(

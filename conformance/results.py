@@ -146,6 +146,18 @@ def cell_key(record: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def fails_on_our_call(record: dict[str, Any]) -> bool:
+    """Every input of the cell raised: the suite's call failing (an option the release lacks,
+    a wrong spelling), not a finding about the framework."""
+    findings = record.get("findings") or []
+    raised = {f["case"] for f in findings if f.get("kind") == "raised"}
+    return (
+        record.get("verdict") == "error"
+        and record.get("examples", 0) > 0
+        and len(raised) >= record["examples"]
+    )
+
+
 def merge(paths: Iterable[str | os.PathLike[str]]) -> Iterator[dict[str, Any]]:
     """Records of several shards, each cell once (a later shard's record of a cell wins)."""
     by_cell: dict[tuple[str, ...], dict[str, Any]] = {}

@@ -81,3 +81,13 @@ def test_releases_the_table_cannot_install_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         noxfile.regression_install(framework, release)
+
+
+def test_history_takes_releases_oldest_first_then_run_options(noxfile: ModuleType) -> None:
+    args = ["jax", "0.4.38", "0.5.3", "0.10.2", "--dtype", "float32"]
+    assert noxfile.history_arguments(args) == ("jax", ["0.4.38", "0.5.3", "0.10.2"], args[4:])
+    for bad in ([], ["jax", "0.5.3"], ["nope", "1", "2"], ["jax", "0.5.3", "0.4.38"]):
+        with pytest.raises(ValueError, match=r"usage|oldest first"):
+            noxfile.history_arguments(bad)
+    with pytest.raises(ValueError, match="each once"):
+        noxfile.history_arguments(["jax", "0.5.3", "0.5.3"])

@@ -107,13 +107,14 @@ def build_context(results: list[Path], baseline: list[Path] | None = None) -> di
     }
 
 
-def render(results: list[Path], baseline: list[Path] | None = None) -> str:
-    """The report as one HTML document."""
-    env = _environment()
+def render_page(template: str, context: dict[str, Any]) -> str:
+    """A template rendered with the report's stylesheet and script inline, pinned by a
+    Content-Security-Policy (nothing else may load or run)."""
     style = (TEMPLATES / "style.css").read_text(encoding="utf-8")
     script = (TEMPLATES / "script.js").read_text(encoding="utf-8")
-    context = build_context(results, baseline)
-    context |= {
+    context = context | {
+        "version": _version(),
+        "symbols": model.SYMBOLS,
         "style": Markup(style),
         "script": Markup(script),
         "csp": (
@@ -121,7 +122,12 @@ def render(results: list[Path], baseline: list[Path] | None = None) -> str:
             f"script-src {_csp_hash(script)}; img-src data:; base-uri 'none'; form-action 'none'"
         ),
     }
-    return env.get_template("report.html.j2").render(context)
+    return _environment().get_template(template).render(context)
+
+
+def render(results: list[Path], baseline: list[Path] | None = None) -> str:
+    """The report as one HTML document."""
+    return render_page("report.html.j2", build_context(results, baseline))
 
 
 def write_report(results: list[Path], out: Path, baseline: list[Path] | None = None) -> None:
@@ -134,4 +140,4 @@ def write_report(results: list[Path], out: Path, baseline: list[Path] | None = N
     tmp.replace(out)
 
 
-__all__ = ["build_context", "render", "write_report"]
+__all__ = ["build_context", "render", "render_page", "write_report"]
