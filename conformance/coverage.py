@@ -38,7 +38,9 @@ _OPTION_FEATURES: dict[Option, frozenset[str]] = {
     ),
     Option.SCALE: frozenset({"scale:set", "scale:zero", "scale:broadcast"}),
     Option.CLASS_WEIGHTS: frozenset({"class_weights:set", "class_weights:zero"}),
-    Option.IGNORE_INDEX: frozenset({"ignore_index:some", "ignore_index:all"}),
+    Option.IGNORE_INDEX: frozenset(
+        {"ignore_index:some", "ignore_index:all", "ignore_index:a-class", "ignore_index:outside"}
+    ),
     Option.LABEL_SMOOTHING: frozenset({"label_smoothing:set"}),
 }
 """The features each option must show in a cell's draws (tests/test_coverage.py)."""
@@ -137,6 +139,9 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
     ignore = opts.get("ignore_index")
     if ignore is not None and item.labels is not None and item.labels.size:
         ignored = np.asarray(item.labels) == ignore
+        if ignored.any():  # which kind of index: a class left out, or none at all
+            k = item.x.shape[class_dims[0]] if class_dims else 0
+            out.add("ignore_index:a-class" if 0 <= ignore < k else "ignore_index:outside")
         if ignored.all():
             out.add("ignore_index:all")
         elif ignored.any():

@@ -75,9 +75,11 @@ def _reversed_classes(op: Op, item: Input) -> Input | None:
         k = item.x.shape[axes[0]]
         y = np.asarray(labels)
         ignore = options.get("ignore_index")
-        if ignore is not None and 0 <= ignore < k:
-            return None  # a reversed label could become the ignored one
-        inside = (y >= 0) & (y < k) & (y != ignore if ignore is not None else True)
+        inside = (y >= 0) & (y < k)
+        if ignore is not None and 0 <= ignore < k:  # an ignored class moves with the others
+            options["ignore_index"] = k - 1 - ignore
+        elif ignore is not None:  # an index that is no class stays where it is
+            inside &= y != ignore
         labels = np.where(inside, k - 1 - y, y).astype(y.dtype)
     elif labels is not None:
         if np.ndim(labels) != item.x.ndim:

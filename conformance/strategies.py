@@ -21,7 +21,10 @@ from conformance.dtypes import FLOAT_DTYPES, as_dtype, float_format
 from conformance.ops import CATALOG, Axes, LabelKind, Op, Option, Reduction
 
 IGNORE_INDEX = -100
-"""The ignore index the strategies use (torch's default)."""
+"""torch's default ignore index, the one a label is set to when no other is drawn."""
+OUTSIDE_IGNORE_INDICES = (IGNORE_INDEX, -1, 255)
+"""Ignore indices that are no class: torch's default, the -1 of padding conventions, the
+255 of segmentation's void label (a class only when there are 256 or more)."""
 
 
 @contextlib.contextmanager
@@ -207,14 +210,33 @@ def float_arrays(
 
 
 @st.composite
+def ignore_indices(draw: st.DrawFn, classes: int) -> int:
+    """An ignore index: one that is no class (the usual use), or one of the classes (a
+    "background" class left out of the loss: its logits still count, its rows do not)."""
+    if classes > 1 and draw(st.integers(0, 2)) == 0:
+        return draw(st.integers(0, classes - 1))
+    return draw(st.sampled_from(OUTSIDE_IGNORE_INDICES))
+
+
+@st.composite
 def integer_labels(
-    draw: st.DrawFn, shape: tuple[int, ...], classes: int, *, invalid: bool
+    draw: st.DrawFn,
+    shape: tuple[int, ...],
+    classes: int,
+    *,
+    invalid: bool,
+    ignore: int | None = None,
 ) -> tuple[np.ndarray, bool]:
-    """Class indices; sometimes the ignore index; when `invalid`, out of range or negative."""
+    """Class indices; sometimes `ignore` (when it is a class, drawn only there); when
+    `invalid`, out of range or negative. `bad` says whether one is out of range, not
+    counting `ignore` (the caller decides what an ignored label is)."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     y = rng.integers(0, max(classes, 1), size=shape, dtype=np.int64)
-    if y.size and draw(st.integers(0, 3)) == 0:
-        y.reshape(-1)[0] = IGNORE_INDEX
+    if ignore is not None and 0 <= ignore < classes:
+        others = np.delete(np.arange(classes), ignore)  # other labels miss it: it is drawn
+        y = others[rng.integers(0, others.size, size=shape)] if others.size else y
+    if ignore is not None and y.size > 1 and draw(st.integers(0, 3)) == 0:
+        y.reshape(-1)[0] = ignore  # some ignored (all ignored is the caller's draw)
     if classes == 0 and y.size:
         return y, True  # an empty class axis has no valid label
     bad = invalid and y.size > 0 and draw(st.integers(0, 4)) == 0
@@ -375,18 +397,20 @@ def examples(
     labels, bad = None, False
     if spec.labels is LabelKind.INTEGER:
         labels_shape = tuple(np.delete(shape, axis % rank))
-        labels, bad = draw(integer_labels(labels_shape, shape[axis], invalid=invalid))
+        ignore = draw(ignore_indices(shape[axis])) if Option.IGNORE_INDEX in supported else None
+        labels, bad = draw(
+            integer_labels(labels_shape, shape[axis], invalid=invalid, ignore=ignore)
+        )
         if x.size and not bad and draw(st.integers(0, 3)) == 0:  # confident and right
-            labels = np.where(labels == IGNORE_INDEX, labels, largest_logit(x, axis))
-        if Option.IGNORE_INDEX in supported:
-            options[Option.IGNORE_INDEX.value] = IGNORE_INDEX
+            top = largest_logit(x, axis)  # a row whose top class is ignored stays ignored
+            labels = top if ignore is None else np.where(labels == ignore, labels, top)
+        if ignore is not None:
+            options[Option.IGNORE_INDEX.value] = ignore
             if labels.size and draw(st.integers(0, 7)) == 0:
-                labels = np.full_like(labels, IGNORE_INDEX)  # an all-ignored batch
-        elif (labels == IGNORE_INDEX).any():
-            labels = np.where(labels == IGNORE_INDEX, 0, labels)
+                labels = np.full_like(labels, ignore)  # an all-ignored batch
         # invalid means a label that is neither a class nor ignored (with no class at all,
         # a row whose label is the ignore index is still valid: found by the 100k sweep)
-        ignored = (labels == IGNORE_INDEX) & (Option.IGNORE_INDEX in supported)
+        ignored = labels == ignore if ignore is not None else np.zeros(labels.shape, bool)
         bad = bool(np.any(~ignored & ((labels < 0) | (labels >= shape[axis]))))
     elif spec.labels is LabelKind.DENSE:
         labels, bad = draw(dense_labels(shape, axis, dtype, invalid=invalid, x=x))
@@ -402,7 +426,7 @@ def examples(
             x = _masked_values(draw, x, mask, dtype)
     if Option.SCALE in supported and draw(st.integers(0, 2)) == 0:
         options[Option.SCALE.value] = draw(scale_factors(shape, class_dims, dtype))
-    if Option.CLASS_WEIGHTS in supported and draw(st.integers(0, 2)) == 0:
+    if Option.CLASS_WEIGHTS in supported and draw(st.booleans()):
         options[Option.CLASS_WEIGHTS.value] = draw(class_weights(classes, dtype))
     if Option.REDUCTION in supported and len(surface.reductions) > 1:
         options[Option.REDUCTION.value] = draw(st.sampled_from(surface.reductions))

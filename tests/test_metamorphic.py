@@ -34,6 +34,18 @@ def test_reversing_the_classes_reverses_labels_weights_and_masks() -> None:
     assert order.x.shape == item.x.shape  # the same program
 
 
+def test_an_ignored_class_is_reversed_with_the_others() -> None:
+    item = _sparse_item()
+    item = Input(item.case, item.x, np.array([0, 2, 1, 1]), {**item.options, "ignore_index": 1})
+    order, _ = variants(Op.SPARSE_SOFTMAX_CROSS_ENTROPY, [item])
+    np.testing.assert_array_equal(order.labels, [2, 0, 1, 1])
+    assert order.options["ignore_index"] == 1  # class 1 of 3 is its own mirror
+    item = Input(item.case, item.x, np.array([0, 2, 0, 1]), {**item.options, "ignore_index": 0})
+    order, _ = variants(Op.SPARSE_SOFTMAX_CROSS_ENTROPY, [item])
+    np.testing.assert_array_equal(order.labels, [2, 0, 2, 1])
+    assert order.options["ignore_index"] == 2  # the rows ignored before are ignored after
+
+
 def test_a_broadcast_mask_is_reversed_only_along_the_axes_it_spans() -> None:
     x = np.zeros((2, 3, 1), np.float32)
     item = Input("drawn-1", x, None, {"axis": (0, 1), "where": np.array([[True], [False], [True]])})
