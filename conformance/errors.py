@@ -71,9 +71,10 @@ def _ordinal(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     numbers (the sign-magnitude to two's-complement fold; -0 and +0 map to 0)."""
     values = np.asarray(values, dtype=dtype)
     bits = np.ascontiguousarray(values).view(_UINT_FOR_SIZE[dtype.itemsize]).reshape(values.shape)
-    magnitude_bits = 8 * dtype.itemsize - 1
-    sign = (bits >> magnitude_bits).astype(bool)
-    magnitude = (bits & ((1 << magnitude_bits) - 1)).astype(np.int64)
+    unsigned = bits.dtype.type  # shift and mask in the bits' own type: NumPy 1 promotes
+    magnitude_bits = 8 * dtype.itemsize - 1  # a 0-d uint64 with a Python int to float64
+    sign = (bits >> unsigned(magnitude_bits)).astype(bool)
+    magnitude = (bits & unsigned((1 << magnitude_bits) - 1)).astype(np.int64)
     return np.where(sign, -magnitude, magnitude)
 
 

@@ -117,3 +117,33 @@ def test_compressed_results_read_like_plain_ones(tmp_path, suffix: str) -> None:
     with opener(packed, "wb") as f:
         f.write(plain.read_bytes())
     assert read_records(packed).records == read_records(plain).records
+
+
+def test_a_worker_killed_by_the_suites_own_exception_is_our_call_failing() -> None:
+    from conformance.results import crashed_in_the_suite, fails_on_our_call
+
+    def crashed(detail: str) -> dict:
+        return {
+            "verdict": "crashed",
+            "examples": 0,
+            "findings": [{"kind": "crashed", "detail": detail}],
+        }
+
+    ours = crashed(
+        'killed by signal 9;   File "/src/jax/_src/api.py", line 9, in f;'
+        '   File "/work/main/conformance/errors.py", line 75, in _ordinal;'
+        " TypeError: ufunc 'right_shift' not supported for the input types"
+    )
+    theirs = crashed('killed by signal 11;   File "/site-packages/jax/_src/api.py", line 9')
+    assert crashed_in_the_suite(ours) and fails_on_our_call(ours)
+    assert not crashed_in_the_suite(theirs) and not fails_on_our_call(theirs)
+    assert not fails_on_our_call(crashed("killed by signal 11"))
+
+
+def test_zero_dimensional_values_are_ordered_in_their_own_bits() -> None:
+    from conformance.errors import strict_ulp
+
+    for dtype in ("float16", "float32", "float64"):
+        x = np.asarray(np.float64(1.0)).astype(dtype)
+        nxt = np.nextafter(x, np.asarray(2, dtype))
+        assert strict_ulp(nxt, np.float64(1.0), dtype) == 1.0
