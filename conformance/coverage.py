@@ -53,10 +53,12 @@ _REDUCED_WITH: dict[Option, str] = {
 """Options whose meaning a reduction changes (a mean's denominator counts weights, ignored
 labels, masked examples): each reduction is drawn with each of them, over two examples or
 more (one example: every reduction is the identity)."""
+_MEANS = frozenset(Reduction) - {Reduction.NONE, Reduction.SUM}
+"""The reductions with a denominator."""
 _UNWEIGHTED_IGNORE = "ignore_index:some&class_weights:unset"
 """Ignored labels without class weights: a weighted mean's denominator is then a count,
-with weights a sum of weights (two formulas, each drawn with each reduction: a mean that
-counts the ignored labels is wrong in the first only)."""
+with weights a sum of weights (two formulas, each drawn with each reduction that divides:
+a mean that counts the ignored labels is wrong in the first only)."""
 assert set(_OPTION_FEATURES) == set(Option), "every option says what drawing it means"
 
 
@@ -80,7 +82,7 @@ def declared(
                 for option, feature in _REDUCED_WITH.items()
                 if option in options
             }
-            if {Option.IGNORE_INDEX, Option.CLASS_WEIGHTS} <= options:
+            if {Option.IGNORE_INDEX, Option.CLASS_WEIGHTS} <= options and r in _MEANS:
                 out.add(f"reduction:{r.value}&{_UNWEIGHTED_IGNORE}")
     out |= {f"rank:{r}" for r in ranks}
     if empty:
@@ -159,7 +161,8 @@ def features(op: Op, item: Input | Example) -> frozenset[str]:
         reduction = Reduction(opts["reduction"]).value
         out.add(f"reduction:{reduction}")
         out |= {f"reduction:{reduction}&{f}" for f in _REDUCED_WITH.values() if f in out}
-        if "ignore_index:some" in out and opts.get("class_weights") is None:
+        unweighted = opts.get("class_weights") is None
+        if "ignore_index:some" in out and unweighted and Reduction(opts["reduction"]) in _MEANS:
             out.add(f"reduction:{reduction}&{_UNWEIGHTED_IGNORE}")
     return frozenset(out)
 
