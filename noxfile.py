@@ -51,6 +51,7 @@ FRAMEWORK_EXTRAS = {
     "tensorflow": "tensorflow",
     "keras": "all",
     "jax": "jax",
+    "onnxruntime": "onnxruntime",
 }
 """Each conformance lane installs only its framework (keras runs on every backend)."""
 
@@ -198,6 +199,14 @@ REGRESSION_LANES: dict[str, Lane] = {
             ("1.14.0", {"numpy": "2.1.3", "ml_dtypes": "0.5.1"}),
             ("1.15.0", {"numpy": "2.2.6", "ml_dtypes": "0.5.1"}),
             ("1.16.0", {}),
+        ),
+    ),
+    "onnxruntime": Lane(
+        install=("onnxruntime=={version}",),
+        controls=("onnxruntime",),
+        companions=(
+            ("1.17.0", {"numpy": "1.26.4", "ml_dtypes": "0.4.1", "onnx": "1.16.2"}),
+            ("1.19.0", {}),  # numpy 2 wheels; the models are IR 8 whatever onnx writes
         ),
     ),
     "torch": Lane(

@@ -140,14 +140,19 @@ def _check_axis(axes: Axes, axis: Any, ndim: int) -> str | None:
     if axes is Axes.ELEMENTWISE:
         return None if axis is None else "only element-wise (axis=None)"
     if axis is None:
-        return None if axes is Axes.TUPLE else "axis=None is not expressible"
+        return None if axes in (Axes.TUPLE, Axes.TRAILING) else "axis=None is not expressible"
     if isinstance(axis, tuple | list):
-        if axes is not Axes.TUPLE:
+        if axes not in (Axes.TUPLE, Axes.TRAILING):
             return "tuple axes are not expressible"
-        return None if all(-ndim <= int(a) < ndim for a in axis) else f"axis {axis} out of range"
+        if not all(-ndim <= int(a) < ndim for a in axis):
+            return f"axis {axis} out of range"
+        chosen = sorted(int(a) % ndim for a in axis)
+        if axes is Axes.TRAILING and chosen != list(range(ndim - len(chosen), ndim)):
+            return f"axis {axis} is not the trailing axes from one to the last"
+        return None
     if not -max(ndim, 1) <= int(axis) < max(ndim, 1):
         return f"axis {axis} out of range for rank {ndim}"
-    if axes is Axes.LAST and int(axis) % max(ndim, 1) != max(ndim, 1) - 1:
+    if axes in (Axes.LAST, Axes.TRAILING) and int(axis) % max(ndim, 1) != max(ndim, 1) - 1:
         return "only the last axis"
     return None
 

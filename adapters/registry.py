@@ -21,6 +21,7 @@ BUILTIN: dict[str, str] = {
     "keras-tensorflow": "conformance_adapters.keras_adapter:KerasTensorFlowAdapter",
     "keras-jax": "conformance_adapters.keras_adapter:KerasJaxAdapter",
     "keras-torch": "conformance_adapters.keras_adapter:KerasTorchAdapter",
+    "onnxruntime": "conformance_adapters.onnxruntime_adapter:OnnxRuntimeAdapter",
 }
 """Built-in adapter names -> import paths (the modules import their framework lazily)."""
 

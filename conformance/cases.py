@@ -222,11 +222,28 @@ def _probability_cases(op: Op) -> list[Case]:
     ]
 
 
+UNBATCHED = "-unbatched"
+"""The id suffix of a one-row case judged again as a vector."""
+
+
+def unbatched(cases: list[Case], *, longest: int = 64) -> list[Case]:
+    """Each one-row case of at most `longest` classes again as a rank-1 input. A vector
+    is another code path than a batch of rows: ONNX Runtime 1.26's ReduceLogSumExp gave
+    -inf for a row of -inf in a batch and NaN for the same row alone (docs/real-bugs.md)."""
+    return [
+        Case(c.id + UNBATCHED, c.why + "; unbatched (rank 1)", c.x[0], None, c.options, c.dtypes)
+        for c in cases
+        if c.x.ndim == 2 and c.x.shape[0] == 1 and c.x.shape[1] <= longest and not c.invalid
+    ]
+
+
 def cases_for(op: Op | str) -> list[Case]:
-    """The named corpus of `op`."""
+    """The named corpus of `op` (for softmax, log-softmax and logsumexp also unbatched:
+    every framework takes a vector there; the losses' batch conventions differ)."""
     op = Op(op)
     if op in (Op.SOFTMAX, Op.LOG_SOFTMAX, Op.LOGSUMEXP):
-        return logit_cases()
+        named = logit_cases()
+        return named + unbatched(named)
     if op in (Op.SIGMOID_CROSS_ENTROPY, Op.BINARY_CROSS_ENTROPY):
         return _binary_cases(op)
     if CATALOG[op].input_is_probability:

@@ -24,6 +24,7 @@ _AXIS_FEATURES: dict[Axes, frozenset[str]] = {
     Axes.LAST: frozenset({"axis:last"}),
     Axes.ANY: frozenset({"axis:last", "axis:non-last", "axis:followed-by-size-1"}),
     Axes.TUPLE: frozenset({"axis:last", "axis:non-last", "axis:followed-by-size-1", "axis:tuple"}),
+    Axes.TRAILING: frozenset({"axis:last", "axis:tuple"}),
 }
 _OPTION_FEATURES: dict[Option, frozenset[str]] = {
     Option.AXIS: frozenset(),  # by the axis form (`_AXIS_FEATURES`)

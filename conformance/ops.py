@@ -159,6 +159,9 @@ class Axes(enum.StrEnum):
     """Any single int axis."""
     TUPLE = "tuple"
     """An int or a tuple of ints (None: every axis)."""
+    TRAILING = "trailing"
+    """The axes from one of them to the last, as a tuple (None: every axis; an int: the
+    last): ONNX's Softmax before opset 13 coerces its input to 2-D around `axis`."""
 
     def __str__(self) -> str:
         return self.value

@@ -96,11 +96,18 @@ class Menu:
 @st.composite
 def class_axes(draw: st.DrawFn, rank: int, axes: Axes) -> int | tuple[int, ...] | None:
     """The class axis (or axes) an implementation declares it can take: the last; any
-    single axis, negative or not; or a tuple of distinct axes in any order."""
+    single axis, negative or not; a tuple of distinct axes in any order; or the trailing
+    axes from one on, as a tuple in any order."""
     if axes is Axes.ELEMENTWISE:
         return None
     if axes is Axes.LAST:
         return -1 if draw(st.booleans()) else rank - 1
+    if axes is Axes.TRAILING:
+        first = draw(st.integers(0, rank - 1))
+        trailing = list(range(first, rank))
+        if draw(st.booleans()):
+            trailing = draw(st.permutations(trailing))
+        return tuple(a - rank if draw(st.booleans()) else a for a in trailing)
     if axes is Axes.TUPLE and draw(st.integers(0, 2)) == 0:
         chosen = draw(st.permutations(range(rank)))[: draw(st.integers(1, rank))]
         return tuple(a - rank if draw(st.booleans()) else a for a in chosen)

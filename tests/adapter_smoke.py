@@ -70,6 +70,8 @@ def _axis(impl: Implementation, ndim: int, full: bool) -> Any:
         return -1
     if impl.axes is Axes.TUPLE and spec(impl.op).tuple_axis:
         return (0, 2)
+    if impl.axes is Axes.TRAILING:
+        return (2, 1) if ndim == 3 else -1
     return 1
 
 

@@ -241,3 +241,28 @@ def test_error_message_skips_a_traceback_header() -> None:
     info = ErrorInfo.from_exception(exc)
     assert info.message == "Graph execution error: Received a label value of 5"
     assert info.type == "builtins.RuntimeError"
+
+
+def test_trailing_axes_are_the_axes_from_one_to_the_last() -> None:
+    """ONNX Softmax before opset 13: every axis from `axis` on, as a tuple (or None)."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from conformance.strategies import class_axes
+
+    impl = Implementation(
+        "t.softmax", Op.SOFTMAX, lambda x, labels, axis: x, axes=Axes.TRAILING, differentiable=False
+    )
+    x = np.zeros((2, 3, 4))
+    for axis in (None, -1, 2, (2,), (1, 2), (-1, 1), (0, 1, 2)):
+        assert impl.check(Call(x, options={"axis": axis})) is None, axis
+    for axis in (0, 1, (0, 2), (0, 1), (1,)):
+        assert impl.check(Call(x, options={"axis": axis})), axis
+
+    @given(st.integers(1, 4).flatmap(lambda r: st.tuples(st.just(r), class_axes(r, Axes.TRAILING))))
+    def drawn_are_declared(rank_axis: tuple[int, object]) -> None:
+        rank, axis = rank_axis
+        assert isinstance(axis, tuple)
+        assert impl.check(Call(np.zeros((2,) * rank), options={"axis": axis})) is None
+
+    drawn_are_declared()

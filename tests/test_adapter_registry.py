@@ -13,7 +13,7 @@ from fake_adapters import FakeAdapter
 from conformance_adapters import registry
 from conformance_adapters.registry import AdapterLoadError, adapter_names, get_adapter, load_path
 
-FRAMEWORKS = ("torch", "tensorflow", "jax", "keras", "optax", "scipy")
+FRAMEWORKS = ("torch", "tensorflow", "jax", "keras", "optax", "scipy", "onnx", "onnxruntime")
 
 
 def test_importing_adapters_imports_no_framework() -> None:
@@ -39,6 +39,7 @@ def test_builtin_adapters_are_registered() -> None:
         "keras-tensorflow",
         "keras-jax",
         "keras-torch",
+        "onnxruntime",
     ):
         assert name in names
         adapter = get_adapter(name)

@@ -48,6 +48,7 @@ LONGEST_FIRST = (
     "tensorflow-onednn-off",
     "keras-torch",
     "torch",
+    "onnxruntime",
     "scipy",
 )
 """The built-in adapters by how long their subprocess takes (JAX compiles every eager op):
