@@ -202,7 +202,7 @@ REGRESSION_LANES: dict[str, Lane] = {
         ),
     ),
     "onnxruntime": Lane(
-        install=("onnxruntime=={version}",),
+        install=("onnxruntime=={version}", "onnx"),  # onnx builds the models
         controls=("onnxruntime",),
         companions=(
             ("1.17.0", {"numpy": "1.26.4", "ml_dtypes": "0.4.1", "onnx": "1.16.2"}),

@@ -83,7 +83,8 @@ class Span:
 class CellHistory:
     cell: str
     steps: list[Step | None]
-    """One per release; None where the release has no such cell."""
+    """One per release; None where the release has no such cell, or the suite's call failed
+    there (`results.fails_on_our_call`): nothing is known of the framework."""
     events: list[Event] = field(default_factory=list)
 
     def spans(self) -> list[Span]:
@@ -191,7 +192,11 @@ def build(paths: Sequence[str | os.PathLike[str]]) -> History:
     by_key = [{cell_key(r): r for r in run} for run in runs]
     cells = {
         "/".join(k): CellHistory(
-            "/".join(k), [_step(run[k]) if k in run else None for run in by_key]
+            "/".join(k),
+            [
+                _step(run[k]) if k in run and not fails_on_our_call(run[k]) else None
+                for run in by_key
+            ],
         )
         for k in keys
     }
@@ -223,9 +228,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
-def _span_text(h: History, span: Span) -> tuple[str, str]:
+def _span_text(h: History, span: Span, cell: CellHistory) -> tuple[str, str]:
     labels = [r.label for r in h.releases]
     since = f"already in {labels[0]} (the oldest run)" if span.first == 0 else labels[span.first]
+    if span.first > 0 and cell.steps[span.first - 1] is None:
+        since += f" (not judged in {labels[span.first - 1]})"
     fixed = {
         "open": "still in the newest",
         "absent": f"unknown: not run in {labels[min(span.last + 1, len(labels) - 1)]}",
@@ -249,7 +256,7 @@ def regressions(h: History) -> list[tuple[str, ...]]:
     out = []
     for c in h.changed():
         for span in c.spans():
-            since, fixed = _span_text(h, span)
+            since, fixed = _span_text(h, span, c)
             out.append((c.cell, span.kind, since, fixed))
     rows = _grouped(out)
     return sorted(rows, key=lambda r: r[3].startswith("already") and r[4].startswith("still"))

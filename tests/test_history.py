@@ -150,3 +150,21 @@ def test_the_command(answers, tmp_path: Path) -> None:
     assert code == 0 and not out and html.is_file() and md.read_text().startswith("# Release")
     with pytest.raises(ResultsError):
         history.build([one])
+
+
+def test_a_release_where_the_suite_crashed_judges_nothing(answers, tmp_path: Path) -> None:
+    """A worker killed by the suite's own exception is not the framework's crash, and what
+    the next release shows is not dated from it (jax 0.4.38 under NumPy 1)."""
+    crashed = copy.deepcopy(answers["broken"])
+    frame = 'File "/src/conformance/errors.py", line 75, in _ordinal; TypeError: right_shift'
+    for r in crashed:
+        r |= {"verdict": "crashed", "findings": [{"kind": "crashed", "detail": frame}]}
+    paths = [
+        _release(tmp_path, "1.0", crashed),
+        _release(tmp_path, "1.1", answers["broken"]),
+    ]
+    h = history.build(paths)
+    assert len(h.releases[0].own_failures) == len(crashed)
+    rows = history.regressions(h)
+    assert rows and not any(kind == "crashed" for _, _, kind, *_ in rows)
+    assert all(since == "1.1 (not judged in 1.0)" for _, _, _, since, _ in rows)
