@@ -148,9 +148,8 @@ class OnnxRuntimeAdapter(Adapter):
                 " catalog's class axis is moved there, and a rank-1 input gets a batch of"
                 " one. reduction='mean' is the weighted mean over the labels not ignored.",
                 docs_url=_DOCS + "onnx__SoftmaxCrossEntropyLoss.html",
-                snippet='onnx_run("SoftmaxCrossEntropyLoss", 13, [{x_dim1}, {labels_n},'
-                " {class_weights}], reduction={reduction}, ignore_index={ignore_index?})"
-                "{unbatch}",
+                snippet='{unbatch}(onnx_run("SoftmaxCrossEntropyLoss", 13, [{x_dim1}, {labels_n},'
+                " {class_weights}], reduction={reduction}, ignore_index={ignore_index?}))",
                 **common,
             ),
         ]
@@ -190,7 +189,7 @@ class OnnxRuntimeAdapter(Adapter):
         )
         values["labels_n"] = "labels" if batched else "labels[None]"
         reduction = options.get("reduction")
-        values["unbatch"] = "[0]" if not batched and reduction is Reduction.NONE else ""
+        values["unbatch"] = "np.squeeze" if not batched and reduction is Reduction.NONE else ""
         if reduction is not None:
             values["reduction"] = repr(_SCE_REDUCTION[Reduction(reduction)])
         return values
