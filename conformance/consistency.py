@@ -1,12 +1,16 @@
-"""Self-consistency: one implementation, the same inputs, another mode or device.
+"""Self-consistency: one implementation, the same inputs, another mode or device; one op,
+another spelling of it in the same framework.
 
 Each cell is judged against the reference on its own; this module compares the cells of one
-implementation and dtype with each other, where the reference cannot settle it or where the
+implementation and dtype with each other (and the spellings of one op that one adapter
+offers: `torch.softmax` and `torch.nn.functional.softmax`, `keras.ops.softmax` and
+`keras.layers.Softmax`), where the reference cannot settle it or where the
 difference is itself the news: the pattern of NaN, infinities and zeros a corpus case gives
 (`special`: a masked row, `+inf`, NaN) and the reaction to an invalid named case (raises /
 silent). `softmax([inf, 0])` that is `[nan, 0]` eagerly and `[nan, nan]` under XLA, or labels
 out of range that raise eagerly and give NaN when compiled, are code that changes behaviour
-when a user adds `jit`. Both sides ran the same corpus, so any difference is real.
+when a user adds `jit`; a user who switches spellings gets the same surprise. Both sides ran
+the same corpus, so any difference is real.
 
 Derived from the records of a run, never stored: shards, `--resume` and merged files give the
 same answer, and a cell's own verdict stays what its inputs earned.
@@ -23,8 +27,13 @@ from typing import Any
 from conformance import known
 from conformance.diff import special_signature
 
-AXES = {"mode": ("device", "mode"), "device": ("mode", "device")}
-"""The compared axis -> (the coordinate held fixed, the one that varies)."""
+AXES: dict[str, tuple[tuple[str, ...], str]] = {
+    "mode": (("implementation", "device"), "mode"),
+    "device": (("implementation", "mode"), "device"),
+    "spelling": (("op", "device", "mode"), "implementation"),
+}
+"""The compared axis -> (the record keys held fixed besides adapter and dtype, the one that
+varies). Spellings are compared where the op, device and mode are the same."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,13 @@ class Disagreement:
     adapter: str
     implementation: str
     dtype: str
+    """The implementation whose modes (devices) disagree; for 'spelling', the op."""
     axis: str
-    """'mode' (eager vs compiled on one device) or 'device' (cpu vs cuda in one mode)."""
+    """'mode' (eager vs compiled on one device), 'device' (cpu vs cuda in one mode) or
+    'spelling' (the implementations of one op, on one device in one mode)."""
     fixed: str
-    """The device the modes were compared on, or the mode the devices were compared in."""
+    """The device the modes were compared on, the mode the devices were compared in, or
+    'device, mode' for spellings."""
     what: str
     """'special value' or 'invalid-input reaction'."""
     case: str
@@ -50,16 +62,16 @@ class Disagreement:
         return f"{self.axis}-dependent"
 
     def coordinates(self) -> dict[str, str]:
-        """What a known-deviations entry matches: `mode` (`device`) lists the disagreeing
-        ones, comma-separated and sorted, e.g. 'compiled-xla,eager'."""
-        varying = ",".join(sorted(self.answers))
-        fixed_key, varying_key = AXES[self.axis]
+        """What a known-deviations entry matches: `mode` (`device`, `implementation`) lists
+        the disagreeing ones, comma-separated and sorted, e.g. 'compiled-xla,eager'."""
+        held, varying_key = AXES[self.axis]
+        fixed = dict(zip(held, [self.implementation, *self.fixed.split(", ")], strict=True))
+        fixed.pop("op", None)  # not a coordinate of findings: the implementation names it
         return {
             "adapter": self.adapter,
-            "implementation": self.implementation,
             "dtype": self.dtype,
-            fixed_key: self.fixed,
-            varying_key: varying,
+            **fixed,
+            varying_key: ",".join(sorted(self.answers)),
             "kind": self.kind,
             "case": self.case,
         }
@@ -107,23 +119,25 @@ counts (the NaN / inf / zero pattern of a special value; a reaction as it is).""
 def disagreements(
     records: list[dict[str, Any]], entries: list[known.KnownDeviation] | None = None
 ) -> list[Disagreement]:
-    """Every mode- and device-dependent answer among `records` (cells that ran: a cell that
-    crashed or was unsupported says nothing), classified against known deviations."""
+    """Every mode-, device- and spelling-dependent answer among `records` (cells that ran:
+    a cell that crashed or was unsupported says nothing), classified against known
+    deviations."""
     entries = known.load() if entries is None else entries
     out = []
-    for axis, (fixed_key, varying_key) in AXES.items():
+    for axis, (held, varying_key) in AXES.items():
         groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
         for r in records:
             if r.get("verdict") in ("unsupported", "crashed", "timeout"):
                 continue
-            key = (r["adapter"], r["implementation"], r["dtype"], r[fixed_key])
+            key = (r["adapter"], r["dtype"], *(str(r.get(k)) for k in held))
             groups[key][r[varying_key]] = r
-        for (adapter, impl, dtype, fixed), cells in sorted(groups.items()):
+        for (adapter, dtype, first, *rest), cells in sorted(groups.items()):
             if len(cells) < 2:
                 continue
+            fixed = ", ".join(rest)
             for what, answers_of, pattern in COMPARED:
                 for case, answers in _compare(cells, answers_of, pattern):
-                    d = Disagreement(adapter, impl, dtype, axis, fixed, what, case, answers)
+                    d = Disagreement(adapter, first, dtype, axis, fixed, what, case, answers)
                     out.append(_classified(d, entries))
     return out
 

@@ -109,7 +109,7 @@ class RunDisplay:
             fresh = [d for d in disagreements if not d.known]
             example = (fresh or list(disagreements))[0]
             self.console.print(
-                f"{len(disagreements)} answers depend on the mode or device"
+                f"{len(disagreements)} answers depend on the mode, device or spelling"
                 f" ({len(fresh)} unexpected), e.g. {escape(example.adapter)}"
                 f" {escape(example.implementation)}"
                 f" {example.dtype}: {escape(example.describe())}"

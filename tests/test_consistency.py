@@ -4,6 +4,7 @@ classified; an implementation that answers alike everywhere raises nothing."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -85,7 +86,7 @@ def test_a_run_with_a_mode_dependent_answer_exits_1(tmp_path) -> None:
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["verdict"] for r in records} == {"pass"}
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "depend on the mode or device" in proc.stdout + proc.stderr
+    assert "depend on the mode, device or spelling" in proc.stdout + proc.stderr
 
 
 def test_an_invalid_input_reaction_that_depends_on_the_mode_is_found() -> None:
@@ -118,3 +119,55 @@ def test_devices_are_compared_in_each_mode() -> None:
     assert found[0].answers == {"cpu": cpu["special"]["plus-inf"], "cuda": "nan nan"}
     crashed = {**cuda, "verdict": "crashed"}
     assert disagreements([cpu, crashed], []) == []
+
+
+class TwoSpellings(ExactAdapter):
+    """Two spellings of softmax: the exact one, and one that gives 0 where it gives NaN
+    (in every mode, so no mode disagrees: only the spellings do)."""
+
+    name = "two-spellings"
+
+    def _implementations(self):
+        impls = [i for i in super()._implementations() if i.op is Op.SOFTMAX]
+        return [*impls, dataclasses.replace(impls[0], name="exact.softmax-nan-as-zero")]
+
+    def forward(self, impl, x, labels, options, mode):
+        out = super().forward(impl, x, labels, options, mode)
+        if impl.name.endswith("nan-as-zero"):
+            out = np.where(np.isnan(out.astype(np.float64)), np.asarray(0, out.dtype), out)
+        return out
+
+
+def test_spellings_of_one_op_that_answer_differently_are_found() -> None:
+    adapter = TwoSpellings()
+    records = [
+        run_cell(adapter, impl, "float32", "cpu", mode, QUICK, 0, [])
+        for impl in adapter.implementations()
+        for mode in ("eager", "compiled")
+    ]
+    found = disagreements(records, [])
+    assert found and {d.axis for d in found} == {"spelling"}, found
+    d = next(d for d in found if d.case == "two-plus-inf" and d.fixed == "cpu, eager")
+    assert (d.implementation, d.kind) == ("softmax", "spelling-dependent")
+    assert set(d.answers) == {"exact.softmax", "exact.softmax-nan-as-zero"}
+    assert d.coordinates()["implementation"] == "exact.softmax,exact.softmax-nan-as-zero"
+    assert {(d.coordinates()["device"], d.coordinates()["mode"]) for d in found} == {
+        ("cpu", "eager"),
+        ("cpu", "compiled"),
+    }
+    assert disagreements(records[:2], []) == []  # one spelling alone agrees with itself
+
+
+def test_the_shipped_entries_classify_optax_spellings_as_documented() -> None:
+    """optax documents that only its safe spelling takes 0 log 0 = 0 at a -inf logit."""
+    coordinates = {
+        "adapter": "jax",
+        "implementation": "optax.safe_softmax_cross_entropy,optax.softmax_cross_entropy",
+        "dtype": "float32",
+        "device": "cpu",
+        "mode": "eager",
+        "kind": "spelling-dependent",
+        "case": "partly-masked",
+    }
+    assert known.classify(known.load(), coordinates) == "optax-safe-spelling-at-minus-inf"
+    assert known.classify(known.load(), {**coordinates, "case": "plus-inf"}) is None
