@@ -21,7 +21,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from conformance_adapters.interface import (
     UnsupportedCall,
 )
 from conformance_adapters.release import lacking
+from conformance_adapters.signatures import parameter_defaults, resolve
 
 _ABSL_PREFIX = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ (?=[\w.-]+:\d+\])", re.MULTILINE)
 """The time stamp and thread id of an absl (TensorFlow, XLA) log line."""
@@ -159,12 +160,32 @@ class Adapter(abc.ABC):
             "cpu": cpu_description(),
         }
 
+    api_aliases: ClassVar[dict[str, str]] = {}
+    """How the names of `Implementation.api_path` abbreviate modules (`tf` for tensorflow)."""
+
+    def installed_defaults(self, impl: Implementation) -> dict[str, str] | None:
+        """The installed release's parameter defaults of `impl`'s API
+        (`signatures.parameter_defaults`); None when nothing says."""
+        head, _, rest = impl.api_path.partition(".")
+        path = ".".join(filter(None, (self.api_aliases.get(head, head), rest)))
+        try:
+            return parameter_defaults(resolve(path))
+        except (ImportError, AttributeError):
+            return None
+
+    def activation(self, op: Op) -> Callable[[Any, Any], Any] | None:
+        """activation(x, axis) -> native: the activation a user puts before a probability
+        loss of `op` (the `default-path` scenario): the activation layer where there is one,
+        else the framework's plain softmax (sigmoid for the binary loss); None: none."""
+        return self.activation_layer(op)
+
     def activation_layer(self, op: Op) -> Callable[[Any, Any], Any] | None:
         """activation(x, axis) -> native: the framework's own output-layer activation
-        (softmax; sigmoid for the binary loss) whose output a user passes to a loss of `op`,
-        for the `activation-output-as-logits` misuse. Only where that output is more than
-        plain probabilities (Keras remembers the logits on it); None elsewhere, where
-        passing it is the `probabilities-as-logits` misuse."""
+        (softmax; sigmoid for the binary loss) whose output a user passes to a loss of `op`:
+        to `from_logits=True` in the `activation-output-as-logits` misuse, and (through
+        `activation`) to the probability loss in the `default-path` scenario. Only where
+        that output is more than plain probabilities (Keras remembers the logits on it);
+        None elsewhere, where passing it is the `probabilities-as-logits` misuse."""
         return None
 
     # -- the reproducer (`conformance.snippets`): `Implementation.snippet` is the call

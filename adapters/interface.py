@@ -8,6 +8,7 @@ behaviour: an `Implementation` (one user-facing API bound to one catalog op) tak
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,17 @@ class Implementation:
     """What `fn` computes, as one Python expression in the framework's own API for the
     reproducer (`conformance.snippets`): `x`, `labels` and the array options are variables,
     `{option}` placeholders take `Adapter.snippet_values`. Empty: no reproducible call."""
+    defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """What the framework's docs give as the default of each parameter that changes the
+    answer (its own names: `dim`, `ignore_index`, `from_logits`, ...), for the defaults
+    check (`conformance.defaults`); `signatures.REQUIRED` where the docs give none."""
+    api: str = ""
+    """The dotted path whose signature holds `defaults`; empty: the name up to its first
+    `(` or `[` (see `api_path`)."""
+
+    @property
+    def api_path(self) -> str:
+        return self.api or re.split(r"[(\[]", self.name, maxsplit=1)[0]
 
     def __post_init__(self) -> None:
         opts = set(self.options) | {Option.AXIS}

@@ -20,10 +20,12 @@ from conformance.ops import Op, Option
 from conformance_adapters.base import Adapter
 from conformance_adapters.common import module_installed, passed, unless_last
 from conformance_adapters.interface import Axes, Implementation, Runner
+from conformance_adapters.signatures import ABSENT
 
 _JAX_DOCS = "https://docs.jax.dev/en/latest/_autosummary/"
 _OPTAX_DOCS = "https://optax.readthedocs.io/en/latest/api/losses.html#optax.losses."
 _MODES = ("eager", "compiled")
+_LOGSUMEXP_DEFAULTS = {"axis": None, "b": None, "keepdims": False, "where": None}
 
 
 def _compilation_cache_env() -> dict[str, str]:
@@ -293,6 +295,7 @@ class JaxAdapter(JaxEngine):
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.nn.softmax.html",
                 snippet="jax.nn.softmax(x, axis={axis}, where={where?})",
+                defaults={"axis": -1, "where": None},
             ),
             Implementation(
                 "jax.nn.log_softmax",
@@ -303,6 +306,7 @@ class JaxAdapter(JaxEngine):
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.nn.log_softmax.html",
                 snippet="jax.nn.log_softmax(x, axis={axis}, where={where?})",
+                defaults={"axis": -1, "where": None},
             ),
             Implementation(
                 "jax.nn.logsumexp",
@@ -314,6 +318,7 @@ class JaxAdapter(JaxEngine):
                 notes="The same function object as jax.scipy.special.logsumexp.",
                 docs_url=_JAX_DOCS + "jax.nn.logsumexp.html",
                 snippet="jax.nn.logsumexp(x, axis={axis}, b={scale?}, where={where?})",
+                defaults=_LOGSUMEXP_DEFAULTS,
             ),
             Implementation(
                 "jax.scipy.special.logsumexp",
@@ -324,6 +329,7 @@ class JaxAdapter(JaxEngine):
                 modes=_MODES,
                 docs_url=_JAX_DOCS + "jax.scipy.special.logsumexp.html",
                 snippet="jax.scipy.special.logsumexp(x, axis={axis}, b={scale?}, where={where?})",
+                defaults=_LOGSUMEXP_DEFAULTS,
             ),
         ]
         if not module_installed("optax"):
@@ -338,6 +344,7 @@ class JaxAdapter(JaxEngine):
                 modes=_MODES,
                 docs_url=_OPTAX_DOCS + "softmax_cross_entropy",
                 snippet="optax.softmax_cross_entropy(x, labels, axis={axis?}, where={where?})",
+                defaults={"axis": -1, "where": None},
             ),
             Implementation(
                 "optax.softmax_cross_entropy(optax.smooth_labels)",
@@ -351,6 +358,7 @@ class JaxAdapter(JaxEngine):
                 docs_url=_OPTAX_DOCS + "smooth_labels",
                 snippet="optax.softmax_cross_entropy(x, optax.smooth_labels(labels,"
                 " {label_smoothing}, axis={axis?}, where={where?}), axis={axis?}, where={where?})",
+                defaults={"axis": -1, "where": None, "label_smoothing": ABSENT},
             ),
             Implementation(
                 "optax.softmax_cross_entropy_with_integer_labels",
@@ -364,6 +372,7 @@ class JaxAdapter(JaxEngine):
                 docs_url=_OPTAX_DOCS + "softmax_cross_entropy_with_integer_labels",
                 snippet="optax.softmax_cross_entropy_with_integer_labels(x, labels,"
                 " axis={axis?}, where={where?})",
+                defaults={"axis": -1, "where": None},
             ),
             Implementation(
                 "optax.safe_softmax_cross_entropy",
@@ -374,6 +383,7 @@ class JaxAdapter(JaxEngine):
                 notes="Dense labels, last axis only; masks -inf logits.",
                 docs_url=_OPTAX_DOCS + "safe_softmax_cross_entropy",
                 snippet="optax.safe_softmax_cross_entropy(x, labels)",
+                defaults={"axis": ABSENT, "where": ABSENT},
             ),
             Implementation(
                 "optax.sigmoid_binary_cross_entropy",
@@ -383,6 +393,7 @@ class JaxAdapter(JaxEngine):
                 modes=_MODES,
                 docs_url=_OPTAX_DOCS + "sigmoid_binary_cross_entropy",
                 snippet="optax.sigmoid_binary_cross_entropy(x, labels)",
+                defaults={"axis": ABSENT},
             ),
         ]
         return impls + optax_impls

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from conformance.ops import Op, Option, Reduction
+from conformance.ops import CATALOG, LabelKind, Op, Option, Reduction
 from conformance_adapters.base import Adapter
 from conformance_adapters.common import distribution_version, passed, unless_last
 from conformance_adapters.interface import Axes, Implementation
@@ -148,7 +148,8 @@ class KerasMixin(Adapter):
     def activation_layer(self, op: Op) -> Callable[[Any, Any], Any] | None:
         """keras.activations.softmax / sigmoid: what Dense(activation=...) returns, which
         carries the logits on the TensorFlow backend (`_keras_logits`)."""
-        return _sigmoid_activation if op is Op.SIGMOID_CROSS_ENTROPY else _softmax_activation
+        binary = CATALOG[op].labels is LabelKind.BINARY
+        return _sigmoid_activation if binary else _softmax_activation
 
     def _implementations(self) -> list[Implementation]:
         modes = (
@@ -172,6 +173,18 @@ class KerasMixin(Adapter):
             " of examples not ignored. "
         )
         prob_note = "Keras renormalizes p by its sum and clips it to [epsilon, 1 - epsilon]. "
+        cce_defaults = {  # CategoricalCrossentropy's and BinaryCrossentropy's
+            "from_logits": False,
+            "label_smoothing": 0.0,
+            "axis": -1,
+            "reduction": "sum_over_batch_size",
+        }
+        scce_defaults = {
+            "from_logits": False,
+            "ignore_class": None,
+            "reduction": "sum_over_batch_size",
+            "axis": -1,
+        }
         smooth_note = "Label smoothing uses K = the size of the LAST axis whatever `axis` is. "
         # The sparse loss takes `axis`, but the tensorflow and jax backends raise for any
         # axis but -1 ('Only axis=-1 is currently supported'; a shape check on jax).
@@ -188,6 +201,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 docs_url=_DOCS + "ops/nn/#softmax-function",
                 snippet="keras.ops.softmax(x, axis={axis})",
+                defaults={"axis": -1},
             ),
             Implementation(
                 "keras.ops.log_softmax",
@@ -197,6 +211,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 docs_url=_DOCS + "ops/nn/#logsoftmax-function",
                 snippet="keras.ops.log_softmax(x, axis={axis})",
+                defaults={"axis": -1},
             ),
             Implementation(
                 "keras.ops.logsumexp",
@@ -206,6 +221,7 @@ class KerasMixin(Adapter):
                 modes=modes,
                 docs_url=_DOCS + "ops/core/#logsumexp-function",
                 snippet="keras.ops.logsumexp(x, axis={axis})",
+                defaults={"axis": None, "keepdims": False},
             ),
             Implementation(
                 "keras.layers.Softmax",
@@ -218,6 +234,7 @@ class KerasMixin(Adapter):
                 " zeroes them after; a fully masked row gives 0.",
                 docs_url=_DOCS + "layers/activation_layers/softmax/",
                 snippet="keras.layers.Softmax(axis={axis})(x, mask={where})",
+                defaults={"axis": -1, "mask": None},
             ),
             Implementation(
                 "keras.losses.CategoricalCrossentropy(from_logits=True)",
@@ -230,6 +247,7 @@ class KerasMixin(Adapter):
                 notes=smooth_note,
                 docs_url=cce,
                 snippet=_loss_snippet("CategoricalCrossentropy", True, _SMOOTH),
+                defaults=cce_defaults,
             ),
             Implementation(
                 "keras.losses.CategoricalCrossentropy(from_logits=False)",
@@ -242,6 +260,7 @@ class KerasMixin(Adapter):
                 notes=prob_note + smooth_note,
                 docs_url=cce,
                 snippet=_loss_snippet("CategoricalCrossentropy", False, _SMOOTH),
+                defaults=cce_defaults,
             ),
             Implementation(
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
@@ -254,6 +273,7 @@ class KerasMixin(Adapter):
                 notes=mean_note + axis_note + "weighted_mean is 'mean_with_sample_weight'.",
                 docs_url=scce,
                 snippet=_loss_snippet("SparseCategoricalCrossentropy", True, _IGNORE),
+                defaults=scce_defaults,
             ),
             Implementation(
                 "keras.losses.SparseCategoricalCrossentropy(from_logits=False)",
@@ -266,6 +286,7 @@ class KerasMixin(Adapter):
                 notes=mean_note + axis_note + prob_note,
                 docs_url=scce,
                 snippet=_loss_snippet("SparseCategoricalCrossentropy", False, _IGNORE),
+                defaults=scce_defaults,
             ),
             Implementation(
                 "keras.losses.BinaryCrossentropy(from_logits=True)",
@@ -278,6 +299,7 @@ class KerasMixin(Adapter):
                 notes="Always the per-example mean over `axis` (no element-wise form).",
                 docs_url=bce,
                 snippet=_loss_snippet("BinaryCrossentropy", True, _SMOOTH),
+                defaults=cce_defaults,
             ),
             Implementation(
                 "keras.losses.BinaryCrossentropy(from_logits=False)",
@@ -290,6 +312,7 @@ class KerasMixin(Adapter):
                 notes="p is clipped to [epsilon, 1 - epsilon]; the per-example mean over `axis`.",
                 docs_url=bce,
                 snippet=_loss_snippet("BinaryCrossentropy", False, _SMOOTH),
+                defaults=cce_defaults,
             ),
         ]
 

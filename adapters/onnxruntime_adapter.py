@@ -20,6 +20,7 @@ import numpy as np
 from conformance.ops import Op, Option, Reduction
 from conformance_adapters.base import Adapter
 from conformance_adapters.interface import Axes, Implementation, Runner
+from conformance_adapters.signatures import ABSENT, UNSET
 
 _DOCS = "https://onnx.ai/onnx/operators/"
 _DTYPES = ("float16", "float32", "float64")
@@ -112,6 +113,7 @@ class OnnxRuntimeAdapter(Adapter):
                     docs_url=f"{_DOCS}onnx__{op_type}.html",
                     snippet=f'onnx_run("{op_type}", 13, [x], axis={{axis}})',
                     **common,
+                    defaults={"axis": -1},
                 ),
                 Implementation(
                     f"{op_type}-11",
@@ -123,6 +125,7 @@ class OnnxRuntimeAdapter(Adapter):
                     docs_url=f"{_DOCS}onnx__{op_type}.html#{op_type.lower()}-11",
                     snippet=f'onnx_run("{op_type}", 11, [x], axis={{axis}})',
                     **common,
+                    defaults={"axis": 1},
                 ),
             ]
         impls += [
@@ -136,6 +139,7 @@ class OnnxRuntimeAdapter(Adapter):
                 docs_url=_DOCS + "onnx__ReduceLogSumExp.html",
                 snippet='onnx_run("ReduceLogSumExp", 18, [x, {axes}], keepdims=0)',
                 **common,
+                defaults={"axes": UNSET, "keepdims": 1, "noop_with_empty_axes": 0},
             ),
             Implementation(
                 "SoftmaxCrossEntropyLoss-13",
@@ -151,9 +155,33 @@ class OnnxRuntimeAdapter(Adapter):
                 snippet='{unbatch}(onnx_run("SoftmaxCrossEntropyLoss", 13, [{x_dim1}, {labels_n},'
                 " {class_weights}], reduction={reduction}, ignore_index={ignore_index?}))",
                 **common,
+                defaults={
+                    "axis": ABSENT,
+                    "reduction": "mean",
+                    "ignore_index": UNSET,
+                    "weights": UNSET,
+                },
             ),
         ]
         return impls
+
+    def installed_defaults(self, impl: Implementation) -> dict[str, str] | None:
+        """The node's attributes (their defaults) and optional inputs (`UNSET`) in the
+        schema of the installed onnx at the implementation's opset (`Softmax-13`)."""
+        import onnx.defs
+        from onnx.helper import get_attribute_value
+
+        op_type, _, opset = impl.name.partition("-")
+        schema = onnx.defs.get_schema(op_type, int(opset), "")
+        out = {i.name: str(UNSET) for i in schema.inputs if i.option.name == "Optional"}
+        for name, attribute in schema.attributes.items():
+            value = attribute.default_value
+            if not value.type:
+                out[name] = str(UNSET)
+                continue
+            got = get_attribute_value(value)
+            out[name] = repr(got.decode() if isinstance(got, bytes) else got)
+        return out
 
     def static_devices(self) -> list[str]:
         return ["cpu"]

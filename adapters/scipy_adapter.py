@@ -50,6 +50,7 @@ class ScipyAdapter(Adapter):
                 docs_url=_DOCS + "scipy.special.softmax.html",
                 snippet="scipy.special.softmax(x, axis={axis})",
                 **common,
+                defaults={"axis": None},
             ),
             Implementation(
                 "scipy.special.log_softmax",
@@ -58,6 +59,7 @@ class ScipyAdapter(Adapter):
                 docs_url=_DOCS + "scipy.special.log_softmax.html",
                 snippet="scipy.special.log_softmax(x, axis={axis})",
                 **common,
+                defaults={"axis": None},
             ),
             Implementation(
                 "scipy.special.logsumexp",
@@ -68,6 +70,7 @@ class ScipyAdapter(Adapter):
                 docs_url=_DOCS + "scipy.special.logsumexp.html",
                 snippet="scipy.special.logsumexp(x, axis={axis}, b={scale})",
                 **common,
+                defaults={"axis": None, "b": None, "keepdims": False},
             ),
         ]
 

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from conformance.ops import Op
 from conformance_adapters.base import Adapter
 from conformance_adapters.common import distribution_version
 from conformance_adapters.interface import Axes, Implementation, Runner
+from conformance_adapters.signatures import ABSENT
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 _DOCS = "https://www.tensorflow.org/api_docs/python/"
@@ -238,6 +239,7 @@ class TensorFlowAdapter(TensorFlowEngine):
 
     name = "tensorflow"
     cost = 15
+    api_aliases: ClassVar[dict[str, str]] = {"tf": "tensorflow"}
 
     def _implementations(self) -> list[Implementation]:
         nn = _DOCS + "tf/nn/"
@@ -250,6 +252,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 modes=_MODES,
                 docs_url=nn + "softmax",
                 snippet="tf.nn.softmax(x, axis={axis})",
+                defaults={"axis": None},
             ),
             Implementation(
                 "tf.nn.log_softmax",
@@ -259,6 +262,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 modes=_MODES,
                 docs_url=nn + "log_softmax",
                 snippet="tf.nn.log_softmax(x, axis={axis})",
+                defaults={"axis": None},
             ),
             Implementation(
                 "tf.math.reduce_logsumexp",
@@ -268,6 +272,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 modes=_MODES,
                 docs_url=_DOCS + "tf/math/reduce_logsumexp",
                 snippet="tf.math.reduce_logsumexp(x, axis={axis})",
+                defaults={"axis": None, "keepdims": False},
             ),
             Implementation(
                 "tf.nn.softmax_cross_entropy_with_logits",
@@ -278,6 +283,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 docs_url=nn + "softmax_cross_entropy_with_logits",
                 snippet="tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=x,"
                 " axis={axis})",
+                defaults={"axis": -1},
             ),
             Implementation(
                 "tf.nn.sparse_softmax_cross_entropy_with_logits",
@@ -289,6 +295,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 notes="Out-of-range labels raise on CPU and give NaN on GPU.",
                 docs_url=nn + "sparse_softmax_cross_entropy_with_logits",
                 snippet="tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x)",
+                defaults={"axis": ABSENT},
             ),
             Implementation(
                 "tf.nn.sigmoid_cross_entropy_with_logits",
@@ -298,6 +305,7 @@ class TensorFlowAdapter(TensorFlowEngine):
                 modes=_MODES,
                 docs_url=nn + "sigmoid_cross_entropy_with_logits",
                 snippet="tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=x)",
+                defaults={"axis": ABSENT},
             ),
         ]
 

@@ -14,11 +14,20 @@ import numpy as np
 from conformance.ops import Op, Option, Reduction
 from conformance_adapters.base import Adapter
 from conformance_adapters.interface import Axes, Implementation, Runner
+from conformance_adapters.signatures import ABSENT, REQUIRED
 
 COMPILE_ENV = "CONFORMANCE_TORCH_COMPILE"
 """Set to 1 to enable the 'compiled' mode (torch.compile is slow to compile)."""
 
 _DOCS = "https://pytorch.org/docs/stable/generated/"
+_CROSS_ENTROPY_DEFAULTS = {
+    "dim": ABSENT,
+    "weight": None,
+    "ignore_index": -100,
+    "reduction": "mean",
+    "label_smoothing": 0.0,
+}
+"""`F.cross_entropy`'s documented defaults (classes on dim 1: no class-axis parameter)."""
 
 
 class TorchEngine(Adapter):
@@ -234,6 +243,18 @@ def _bce_logits(x: Any, labels: Any, *, axis: None, reduction: Reduction) -> Any
     return F.binary_cross_entropy_with_logits(x, labels, reduction=_PLAIN_REDUCTION[reduction])
 
 
+def _sigmoid(x: Any, axis: Any) -> Any:
+    import torch
+
+    return torch.sigmoid(x)
+
+
+def _softmax_over(x: Any, axis: Any) -> Any:
+    import torch
+
+    return torch.softmax(x, dim=axis)
+
+
 def _bce(x: Any, labels: Any, *, axis: None, reduction: Reduction) -> Any:
     import torch.nn.functional as F
 
@@ -254,6 +275,10 @@ class TorchAdapter(TorchEngine):
     cost = 4
     framework = "torch"
 
+    def activation(self, op: Op) -> Callable[[Any, Any], Any] | None:
+        """`nn.Sigmoid` before `BCELoss` (`nn.Softmax` had a probability loss to go to)."""
+        return _sigmoid if op is Op.BINARY_CROSS_ENTROPY else _softmax_over
+
     def _implementations(self) -> list[Implementation]:
         modes = ("eager", "compiled")
         loss = frozenset({Option.CLASS_WEIGHTS})
@@ -266,6 +291,7 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 docs_url=_DOCS + "torch.softmax.html",
                 snippet="torch.softmax(x, dim={axis})",
+                defaults={"dim": REQUIRED},
             ),
             Implementation(
                 "torch.nn.functional.softmax",
@@ -275,6 +301,7 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 docs_url=_DOCS + "torch.nn.functional.softmax.html",
                 snippet="F.softmax(x, dim={axis})",
+                defaults={"dim": None},
             ),
             Implementation(
                 "torch.nn.functional.log_softmax",
@@ -284,6 +311,7 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 docs_url=_DOCS + "torch.nn.functional.log_softmax.html",
                 snippet="F.log_softmax(x, dim={axis})",
+                defaults={"dim": None},
             ),
             Implementation(
                 "torch.logsumexp",
@@ -293,6 +321,7 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 docs_url=_DOCS + "torch.logsumexp.html",
                 snippet="torch.logsumexp(x, dim={axis})",
+                defaults={"dim": REQUIRED, "keepdim": False},
             ),
             Implementation(
                 "torch.nn.functional.cross_entropy",
@@ -307,6 +336,7 @@ class TorchAdapter(TorchEngine):
                 snippet="F.cross_entropy({x_dim1}, labels, weight={class_weights},"
                 " reduction={reduction}, label_smoothing={label_smoothing},"
                 " ignore_index={ignore_index})",
+                defaults=_CROSS_ENTROPY_DEFAULTS,
             ),
             Implementation(
                 "torch.nn.functional.cross_entropy[probability targets]",
@@ -320,6 +350,7 @@ class TorchAdapter(TorchEngine):
                 docs_url=_DOCS + "torch.nn.functional.cross_entropy.html",
                 snippet="F.cross_entropy({x_dim1}, {labels_dim1}, weight={class_weights},"
                 " reduction={reduction}, label_smoothing={label_smoothing})",
+                defaults=_CROSS_ENTROPY_DEFAULTS,
             ),
             Implementation(
                 "torch.nn.functional.nll_loss(log_softmax)",
@@ -333,6 +364,7 @@ class TorchAdapter(TorchEngine):
                 docs_url=_DOCS + "torch.nn.functional.nll_loss.html",
                 snippet="F.nll_loss(F.log_softmax({x_dim1}, dim={dim1}), labels,"
                 " weight={class_weights}, reduction={reduction}, ignore_index={ignore_index})",
+                defaults={"dim": ABSENT, "weight": None, "ignore_index": -100, "reduction": "mean"},
             ),
             Implementation(
                 "torch.nn.functional.binary_cross_entropy_with_logits",
@@ -343,6 +375,7 @@ class TorchAdapter(TorchEngine):
                 modes=modes,
                 docs_url=_DOCS + "torch.nn.functional.binary_cross_entropy_with_logits.html",
                 snippet="F.binary_cross_entropy_with_logits(x, labels, reduction={reduction})",
+                defaults={"dim": ABSENT, "weight": None, "reduction": "mean", "pos_weight": None},
             ),
             Implementation(
                 "torch.nn.functional.binary_cross_entropy",
@@ -354,6 +387,7 @@ class TorchAdapter(TorchEngine):
                 notes="torch clamps log(p) and log(1-p) at -100.",
                 docs_url=_DOCS + "torch.nn.functional.binary_cross_entropy.html",
                 snippet="F.binary_cross_entropy(x, labels, reduction={reduction})",
+                defaults={"dim": ABSENT, "weight": None, "reduction": "mean"},
             ),
         ]
 

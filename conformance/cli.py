@@ -136,8 +136,31 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
+def defaults_markdown(names: Sequence[str] = ()) -> str:
+    """The defaults table (`conformance.defaults`) of every available adapter, as Markdown."""
+    from conformance.defaults import check_defaults
+    from conformance.report.defaults_table import defaults_table, markdown
+
+    records = [
+        {
+            "adapter": adapter.name,
+            "implementation": impl.name,
+            "framework": adapter.framework,
+            "framework_version": adapter.version(),
+            "defaults": check_defaults(adapter, impl),
+        }
+        for _, adapter, _ in _adapters(names)
+        if adapter is not None and adapter.availability()[0]
+        for impl in adapter.implementations()
+    ]
+    return markdown(*defaults_table(records))
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Print every adapter and implementation with its availability."""
+    if args.defaults:
+        sys.stdout.write(defaults_markdown(args.adapter))
+        return 0
     rows = list_rows(args.adapter, probe=args.probe)
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
@@ -168,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="import each framework in its own process to confirm availability,"
         " devices and modes (slower)",
+    )
+    p.add_argument(
+        "--defaults",
+        action="store_true",
+        help="each API's documented parameter defaults, checked against the installed"
+        " release's signature, as a Markdown table",
     )
     p.add_argument(
         "--adapter",

@@ -37,6 +37,7 @@ CATEGORIES: dict[str, str] = {
     "special": "special-value behaviour changed",
     "misuse": "from_logits misuse reaction changed",
     "reaction": "invalid-input reaction changed",
+    "defaults": "a parameter's default changed in the installed release",
     "disappeared": "cells disappeared",
     "better": "verdict improved",
     "known": "verdict changed within known deviations",
@@ -349,6 +350,35 @@ def _presence(
     return out
 
 
+def _defaults(old: dict[Any, dict[str, Any]], new: dict[Any, dict[str, Any]]) -> list[Change]:
+    """Parameter defaults that changed, once per implementation (on its first common
+    cell): the installed release's (a regression: every caller's answer may change), or
+    only the suite's documented value (a note)."""
+    out: list[Change] = []
+    seen: set[tuple[str, str]] = set()
+    for key in sorted(set(old) & set(new)):
+        if key[:2] in seen:
+            continue
+        seen.add(key[:2])
+        rows = [
+            {p["parameter"]: p for p in (r.get("defaults") or {}).get("parameters") or []}
+            for r in (old[key], new[key])
+        ]
+        for name in sorted(set(rows[0]) & set(rows[1])):
+            a, b = rows[0][name], rows[1][name]
+            cell = "/".join(key)
+            if a.get("installed") != b.get("installed") and None not in (
+                a.get("installed"),
+                b.get("installed"),
+            ):
+                text = f"default {name}={a['installed']} -> {name}={b['installed']}"
+                out.append(Change("defaults", cell, text, True))
+            elif a.get("documented") != b.get("documented"):
+                text = f"documented default {name}={a['documented']} -> {b['documented']}"
+                out.append(Change("note", cell, text, False))
+    return out
+
+
 def diff(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -> Diff:
     """Every change from `baseline` to `current` records, cell by cell."""
     old = {cell_key(r): r for r in baseline}
@@ -360,6 +390,7 @@ def diff(baseline: list[dict[str, Any]], current: list[dict[str, Any]]) -> Diff:
         cell, a, b = "/".join(key), old[key], new[key]
         for check in (_inputs, _verdicts, _errors, _specials, _misuse, _reactions):
             changes.extend(check(cell, a, b))
+    changes += _defaults(old, new)
     gone = [k for k in sorted(old) if k not in new]
     came = [k for k in sorted(new) if k not in old]
     changes += _presence(gone, "disappeared", True, "gone")

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
 from conformance import batching, coverage, known, metamorphic, strategies
+from conformance.defaults import check_defaults
 from conformance.drawing import (
     Profile,
     corpus_inputs,
@@ -278,6 +279,7 @@ def run_cell(
     if profile.misuse_every_dtype or dtype == misuse_dtype(impl):
         opts = options_for(impl, {})
         result.misuse = run_misuse(adapter, impl, as_dtype(dtype), device, mode, opts)
+    result.defaults = check_defaults(adapter, impl)
     result.reference_s = REFERENCE_SECONDS[0] - reference_before
     judged = [(item, returned["cotangent"] is not None) for item, _, returned in result.judgements]
     result.coverage = coverage.summary(impl.op, judged, declared(impl, profile))

@@ -23,7 +23,16 @@ from conformance.results import ResultsError, cell_key, fails_on_our_call
 
 _VERSION = re.compile(r"^\d+(\.\d+)+")
 _NOT_DISTRIBUTIONS = {"version", "adapter", "framework", "machine", "processor"}
-EVENT_CATEGORIES = ("worse", "better", "growth", "shrink", "special", "misuse", "reaction")
+EVENT_CATEGORIES = (
+    "worse",
+    "better",
+    "growth",
+    "shrink",
+    "special",
+    "misuse",
+    "reaction",
+    "defaults",
+)
 """The per-cell changes a history shows (notes and known-only moves are left to the diff)."""
 
 

@@ -4,6 +4,12 @@ Each scenario calls an implementation with a mistaken input and records the reac
 (raises / warns / silent, with the message) and, when it answers, how far the answer is
 from the loss the user meant. This is a report of behaviour, not a verdict: an API that
 silently computes a double softmax is documented as such by the report.
+
+One scenario is no mistake but the path a framework recommends: Keras' default
+`from_logits=False` behind its own softmax (sigmoid) activation. Where the logits go in,
+the gradient is compared too, with the gradient of the fused loss the user meant: a loss
+that clips the probability returns a finite loss and a gradient of exactly zero on a
+confidently wrong example, and training stops learning from it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ class Mistake:
     """What is called: the implementation, or it behind the framework's activation layer."""
     kept: np.ndarray | None = None
     """Examples the user meant to keep: an unreduced answer is compared on these rows."""
+    meant_vjp: Callable[[np.ndarray], np.ndarray] | None = None
+    """The gradient w.r.t. the call's `x` of sum(cotangent * meant loss), where `x` is what
+    the meant loss is a function of (the logits); None: gradients are not compared."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +73,34 @@ def _labels(op: Op, dtype: np.dtype, y: np.ndarray = _LABELS) -> np.ndarray:
     return y if CATALOG[op].labels is LabelKind.INTEGER else _onehot(y, dtype)
 
 
-def _meant_loss(op: Op, logits: np.ndarray, options: dict[str, Any]) -> np.ndarray:
-    """The per-example loss of these logits the user meant (a binary loss: sigmoid CE)."""
+def _confidently_wrong(dtype: np.dtype) -> np.ndarray:
+    """`_logits` whose first example puts logit 30 on a class that is not its label and 0
+    on its label: a loss of about 30, a gradient far from zero."""
+    assert _LABELS[0] == 0
+    logits = _logits(dtype)
+    logits[0] = np.asarray([0.0, 30.0, -5.0, 1.0, 2.0], dtype)
+    return logits
+
+
+def _meant(op: Op, logits: np.ndarray, options: dict[str, Any]) -> tuple[Op, Any, dict]:
+    """The fused loss the user meant on these logits: its op, labels and options."""
     if CATALOG[op].labels is LabelKind.BINARY:
         onehot = _onehot(_LABELS, logits.dtype)
-        return reference.evaluate(
-            Op.SIGMOID_CROSS_ENTROPY, logits, onehot, axis=options.get("axis")
-        ).value
-    return reference.evaluate(Op.SPARSE_SOFTMAX_CROSS_ENTROPY, logits, _LABELS).value
+        return Op.SIGMOID_CROSS_ENTROPY, onehot, {"axis": options.get("axis")}
+    return Op.SPARSE_SOFTMAX_CROSS_ENTROPY, _LABELS, {}
+
+
+def _meant_loss(op: Op, logits: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    """The per-example loss of these logits the user meant (a binary loss: sigmoid CE)."""
+    meant_op, labels, kw = _meant(op, logits, options)
+    return reference.evaluate(meant_op, logits, labels, **kw).value
+
+
+def _meant_vjp(
+    op: Op, logits: np.ndarray, options: dict[str, Any]
+) -> Callable[[np.ndarray], np.ndarray]:
+    meant_op, labels, kw = _meant(op, logits, options)
+    return lambda ct: reference.vjp(meant_op, logits, labels, cotangent=ct, **kw).value
 
 
 def _activated(op: Op, logits: np.ndarray) -> np.ndarray:
@@ -107,12 +136,29 @@ def _logits_with(
     return make
 
 
-def _activation_output_as_logits(
-    adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+def _after(
+    which: str,
+) -> Callable[[Adapter, Implementation, np.dtype, dict[str, Any]], Mistake]:
+    """The model's logits go through the adapter's activation method `which`, then the
+    loss (with a confidently wrong example: where a clipped probability stops the
+    gradient)."""
+
+    def make(
+        adapter: Adapter, impl: Implementation, dtype: np.dtype, options: dict[str, Any]
+    ) -> Mistake:
+        activation = getattr(adapter, which)(impl.op)
+        assert activation is not None
+        return _after_activation(activation, impl, dtype, options)
+
+    return make
+
+
+def _after_activation(
+    activation: Callable[[Any, Any], Any],
+    impl: Implementation,
+    dtype: np.dtype,
+    options: dict[str, Any],
 ) -> Mistake:
-    """The model's logits go through the framework's own activation layer, then the loss."""
-    activation = adapter.activation_layer(impl.op)
-    assert activation is not None
     fn = impl.fn
 
     def after_activation(x: Any, labels: Any, **kw: Any) -> Any:
@@ -122,9 +168,10 @@ def _activation_output_as_logits(
     behind = dataclasses.replace(
         impl, name=f"{impl.name} after the activation layer", fn=after_activation
     )
-    logits = _logits(dtype)
+    logits = _confidently_wrong(dtype)
     call = _call(logits, _labels(impl.op, dtype), options)
-    return Mistake(call, _meant_loss(impl.op, logits, options), behind)
+    meant = _meant_loss(impl.op, logits, options)
+    return Mistake(call, meant, behind, meant_vjp=_meant_vjp(impl.op, logits, options))
 
 
 def _per_example_mask(
@@ -168,7 +215,19 @@ SCENARIOS = (
         lambda adapter, impl: (
             impl.op in _FROM_LOGITS and adapter.activation_layer(impl.op) is not None
         ),
-        _activation_output_as_logits,
+        _after("activation_layer"),
+    ),
+    Scenario(
+        "default-path",
+        "no mistake: the framework's own softmax (sigmoid) activation, then the probability"
+        " loss (Keras' default from_logits=False, as Keras recommends; torch's nn.Sigmoid then"
+        " BCELoss); value and gradient w.r.t. the logits against the fused loss of the logits,"
+        " on a batch with a confidently wrong example (logit 30 on another class)",
+        lambda adapter, impl: (
+            impl.op in (*_PROBABILITY_LOSSES, Op.BINARY_CROSS_ENTROPY)
+            and adapter.activation(impl.op) is not None
+        ),
+        _after("activation"),
     ),
     Scenario(
         "logits-as-probabilities",
@@ -234,8 +293,46 @@ def run_misuse(
             entry["reaction"] = "warns" if outcome.warnings or outcome.stderr.strip() else "silent"
             entry["message"] = "; ".join(outcome.warnings)[:500] or outcome.stderr.strip()[:500]
             entry["relative_error"] = _relative_error(outcome.value, mistake.meant, mistake.kept)
+            if mistake.meant_vjp is not None and mistake.impl.differentiable:
+                entry |= _gradient_against_meant(adapter, mistake, call, outcome.value)
         out[scenario.id] = entry
     return out
+
+
+VANISHED = 0.1
+"""A gradient entry 'vanished' when it is exactly zero where the meant gradient's entry
+exceeds this in magnitude (a confidently wrong example's entries are about 1)."""
+
+
+def _gradient_against_meant(
+    adapter: Adapter, mistake: Mistake, call: Call, value: np.ndarray | None
+) -> dict[str, Any]:
+    """`gradient_relative_error`: the largest, over examples, of the row's max-norm error
+    relative to the meant gradient's row max-norm (elementwise relative errors are
+    meaningless where the gradient is near zero); `vanished`: entries exactly zero where
+    the meant gradient's exceed `VANISHED`; `gradient_reaction`: why there is none."""
+    assert mistake.meant_vjp is not None and value is not None
+    ct = np.ones(np.shape(value), np.asarray(value).dtype)
+    meant_shape = mistake.meant.shape
+    if ct.shape == meant_shape:
+        meant_ct = ct.astype(np.float64)
+    elif ct.ndim == 0:  # a reduced loss: compared with the mean the user meant
+        meant_ct = np.full(meant_shape, 1.0 / max(1, int(np.prod(meant_shape))))
+    else:
+        return {"gradient_relative_error": None}
+    outcome = adapter.run(mistake.impl, dataclasses.replace(call, cotangent=ct))
+    if outcome.error is not None or outcome.grad is None:
+        why = "no gradient" if outcome.error is None else outcome.error.type
+        return {"gradient_relative_error": None, "gradient_reaction": f"raises: {why}"}
+    got = np.asarray(outcome.grad, np.float64).reshape(len(call.x), -1)
+    meant = np.asarray(mistake.meant_vjp(meant_ct), np.float64).reshape(len(call.x), -1)
+    scale = np.abs(meant).max(axis=1)
+    with np.errstate(all="ignore"):
+        rel = np.abs(got - meant).max(axis=1) / scale
+    return {
+        "gradient_relative_error": float(np.nanmax(rel)) if rel.size else None,
+        "vanished": int(((got == 0) & (np.abs(meant) > VANISHED)).sum()),
+    }
 
 
 def _relative_error(

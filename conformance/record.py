@@ -33,6 +33,8 @@ class CellResult:
     unsupported: list[str] = field(default_factory=list)
     messages: set[str] = field(default_factory=set)
     misuse: dict[str, dict[str, Any]] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """`conformance.defaults.check_defaults` of the implementation."""
     inputs_digest: str = ""
     """`inputs.inputs_digest` of the corpus and drawn inputs (targeted ones excluded)."""
     reference_s: float = 0.0
@@ -145,6 +147,7 @@ def cell_record(
         },
         "reactions": {i.case: j.reaction for i, j, _ in result.judgements if j.reaction},
         "misuse": result.misuse,
+        "defaults": result.defaults,
         "coverage": result.coverage,
         "unsupported": sorted(set(result.unsupported))[:MAX_FINDINGS],
         "worst": None if worst_item is None else _worst_json(adapter, impl, mode, worst_item),

@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 from conformance import consistency
 from conformance.diff import CATEGORIES, diff, fmt, load_cells
 from conformance.report import behaviour, model, svg
+from conformance.report.defaults_table import defaults_table
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -72,6 +73,7 @@ def build_context(results: list[Path], baseline: list[Path] | None = None) -> di
     dtypes, ulp_rows = model.ulp_table(groups)
     reaction_cols, reaction_rows = behaviour.reaction_table(groups)
     misuse, scenarios = behaviour.misuse_rows(groups)
+    defaults_columns, defaults_rows = defaults_table(c.record for c in cells)
     regression = None
     if baseline:
         base, base_notes = load_cells(baseline)
@@ -100,6 +102,8 @@ def build_context(results: list[Path], baseline: list[Path] | None = None) -> di
         "reaction_rows": reaction_rows,
         "misuse_rows": misuse,
         "scenarios": scenarios,
+        "defaults_columns": defaults_columns,
+        "defaults_rows": defaults_rows,
         "known": behaviour.known_findings(cells),
         "runs": behaviour.runs(cells),
         "regression": regression,

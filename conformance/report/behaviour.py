@@ -190,6 +190,36 @@ class MisuseRow:
     all_cells: bool
     relative_error: str
     message: str
+    gradient: str = "—"
+    """The gradient's relative error against the meant gradient (where the scenario compares
+    it), and how many of its entries vanished."""
+
+
+def _span(values: list[float]) -> str:
+    """'—', one value, or 'min – max' over the cells."""
+    if not values:
+        return "—"
+    if max(values) / max(min(values), 1e-300) < 1.01:
+        return f"{max(values):.3g}"
+    return f"{min(values):.3g} – {max(values):.3g}"
+
+
+def _gradient_text(entries: list[dict[str, Any]]) -> str:
+    errors = [
+        float(e["gradient_relative_error"])
+        for e in entries
+        if e.get("gradient_relative_error") is not None
+    ]
+    if not errors:  # not compared, or no gradient ('raises: ...')
+        reactions = sorted(
+            {str(e["gradient_reaction"]) for e in entries if e.get("gradient_reaction")}
+        )
+        return "; ".join(reactions) or "—"
+    vanished = max(int(e.get("vanished") or 0) for e in entries)
+    entries_text = (
+        f" · {vanished} entr{'y' if vanished == 1 else 'ies'} exactly 0" if vanished else ""
+    )
+    return _span(errors) + entries_text
 
 
 def misuse_rows(groups: list[AdapterGroup]) -> tuple[list[MisuseRow], dict[str, str]]:
@@ -213,12 +243,7 @@ def misuse_rows(groups: list[AdapterGroup]) -> tuple[list[MisuseRow], dict[str, 
                     for _, e in items
                     if e.get("relative_error") is not None
                 ]
-                if not errors:
-                    rel = "—"
-                elif max(errors) / max(min(errors), 1e-300) < 1.01:
-                    rel = f"{max(errors):.3g}"
-                else:
-                    rel = f"{min(errors):.3g} – {max(errors):.3g}"
+                rel = _span(errors)
                 messages = sorted({str(e.get("message") or "") for _, e in items} - {""})
                 message = messages[0] if messages else ""
                 if len(message) > MESSAGE_LIMIT:
@@ -226,10 +251,10 @@ def misuse_rows(groups: list[AdapterGroup]) -> tuple[list[MisuseRow], dict[str, 
                 if len(messages) > 1:
                     message += f" (+{len(messages) - 1} other message(s))"
                 where = impl.where([c for c, _ in items])
+                all_cells = len(items) == len(judged)
+                gradient = _gradient_text([e for _, e in items])
                 rows.append(
-                    MisuseRow(
-                        impl, scenario, reaction, where, len(items) == len(judged), rel, message
-                    )
+                    MisuseRow(impl, scenario, reaction, where, all_cells, rel, message, gradient)
                 )
     return rows, descriptions
 
