@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from conformance.judge import SEVERITY, Verdict
 from conformance.results import ResultsError, cell_key, read_records
+from conformance_adapters.signatures import ABSENT
 
 ULP_NOISE_ABS = 2.0
 """max strict ULP may grow by max(2 ULP, 25 %) before it counts as growth."""
@@ -352,8 +353,9 @@ def _presence(
 
 def _defaults(old: dict[Any, dict[str, Any]], new: dict[Any, dict[str, Any]]) -> list[Change]:
     """Parameter defaults that changed, once per implementation (on its first common
-    cell): the installed release's (a regression: every caller's answer may change), or
-    only the suite's documented value (a note)."""
+    cell): the installed release's (a regression: every caller that leaves it out may get
+    another answer; a parameter that appeared is a note), or only the suite's documented
+    value (a note)."""
     out: list[Change] = []
     seen: set[tuple[str, str]] = set()
     for key in sorted(set(old) & set(new)):
@@ -367,12 +369,13 @@ def _defaults(old: dict[Any, dict[str, Any]], new: dict[Any, dict[str, Any]]) ->
         for name in sorted(set(rows[0]) & set(rows[1])):
             a, b = rows[0][name], rows[1][name]
             cell = "/".join(key)
-            if a.get("installed") != b.get("installed") and None not in (
-                a.get("installed"),
-                b.get("installed"),
-            ):
-                text = f"default {name}={a['installed']} -> {name}={b['installed']}"
-                out.append(Change("defaults", cell, text, True))
+            was, now = a.get("installed"), b.get("installed")
+            if was != now and None not in (was, now):
+                if was == ABSENT:  # a new parameter: callers that leave it out keep theirs
+                    out.append(Change("note", cell, f"new parameter {name}={now}", False))
+                else:
+                    text = f"default {name}={was} -> {name}={now}"
+                    out.append(Change("defaults", cell, text, True))
             elif a.get("documented") != b.get("documented"):
                 text = f"documented default {name}={a['documented']} -> {b['documented']}"
                 out.append(Change("note", cell, text, False))

@@ -108,6 +108,13 @@ def test_a_release_that_changes_a_default_is_a_regression_once_per_api() -> None
     assert [c.message for c in found] == ["default reduction='mean' -> reduction='sum'"]
     assert found[0].regression
     assert not [c for c in diff([old], [copy.deepcopy(old)]).changes if c.category == "defaults"]
+    gone = _record(lambda x, labels, *, reduction="sum": x)  # no axis parameter
+    appeared = [c for c in diff([gone], [new]).changes if "axis" in c.message]
+    assert [(c.category, c.regression) for c in appeared] == [("note", False)]
+    removed = [c for c in diff([new], [gone]).changes if "axis" in c.message]
+    assert [(c.category, c.message) for c in removed] == [
+        ("defaults", "default axis=-1 -> axis=absent")
+    ]
 
 
 def test_the_report_tabulates_the_defaults_by_concept(tmp_path: Any) -> None:
@@ -132,3 +139,14 @@ def test_the_docs_table_is_the_generated_one() -> None:
     text = (Path(__file__).parents[1] / "docs" / "defaults.md").read_text(encoding="utf-8")
     committed = text.split("<!-- defaults-table -->\n")[1].split("<!-- /defaults-table -->")[0]
     assert committed == defaults_markdown(), "regenerate: conformance list --defaults"
+
+
+def test_a_signature_that_cannot_be_read_leaves_the_check_unknown() -> None:
+    class Unreadable(DefaultsAdapter):
+        def installed_defaults(self, impl: Implementation) -> dict[str, str] | None:
+            raise RuntimeError("an older release laid its modules out otherwise")
+
+    adapter = Unreadable()
+    entry = check_defaults(adapter, adapter.implementations()[0])
+    assert {(p["installed"], p["agrees"]) for p in entry["parameters"]} == {(None, None)}
+    assert not disagreements(entry)
